@@ -1,0 +1,22 @@
+/* The dense layer's three GEMMs and its bias work, forward beside backward. */
+#ifndef BP_DENSE_H
+#define BP_DENSE_H
+
+#include <stddef.h>
+
+#include "gemm.h"
+
+/* X is (B, n_in), W is (n_out, n_in), b is (n_out); Z is (B, n_out).
+ * Z = X W^T + b                                        (GEMM NT) */
+void bpi_dense_forward(const bpi_gemm_env *gemm, const float *X, const float *W,
+                       const float *b, float *Z, size_t B, size_t n_in, size_t n_out);
+
+/* dZ is (B, n_out), X is (B, n_in), W is (n_out, n_in).
+ * dW (n_out, n_in) = dZ^T X                            (GEMM TN)
+ * db (n_out)       = sum over the batch of dZ
+ * dX (B, n_in)     = dZ W, skipped when dX is NULL     (GEMM NN) */
+void bpi_dense_backward(const bpi_gemm_env *gemm, const float *dZ, const float *X,
+                        const float *W, float *dW, float *db, float *dX, size_t B,
+                        size_t n_in, size_t n_out);
+
+#endif

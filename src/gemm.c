@@ -1,0 +1,452 @@
+/* The GEMM engine: BLIS/Goto loops around a micro-kernel (see gemm.h for the
+ * contract, ukr.h for the kernels).
+ *
+ *   C (M, N) = alpha op(A) (M, K) op(B) (K, N) + beta C      (row-major)
+ *
+ *   for jc in 0..N step NC:                    B panel columns
+ *     for pc in 0..K step KC:                  K block (beta on the first only)
+ *       pack op(B)(pc:pc+KC, jc:jc+NC)  -> packed_b, NR-wide micro-panels  (shared)
+ *       for ic in this thread's rows step MC:
+ *         pack op(A)(ic:ic+MC, pc:pc+KC) -> packed_a, MR-tall micro-panels (private)
+ *         for jr in this thread's micro-panels of the B panel:
+ *           for ir in 0..MC step MR:
+ *             micro-kernel: C(ic+ir, jc+jr) (MR, NR) = alpha a b + beta_k C
+ *
+ * Why each element's bits are independent of tiling and thread count: its
+ * value is alpha * (sum over p of one K block, p increasing) combined with C
+ * by the kernel, once per K block in increasing pc. KC is fixed by the env,
+ * edge tiles go through the same kernel (into a local tile), and threads only
+ * choose which tiles they compute, never how.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "bp_config.h"
+#include "gemm.h"
+#include "ukr.h"
+
+#if BP_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* ------------------------------------------------------------ dispatch */
+
+/* Kernels in order of preference; the first whose CPU test passes wins.
+ * A SIMD kernel adds a line such as
+ *     { &bpi_ukr_avx2_6x16, cpu_has_avx2_fma },
+ * above the scalar one, whose test always passes. */
+typedef struct ukr_entry {
+    const bpi_ukr *ukr;
+    int (*cpu_supports)(void);
+} ukr_entry;
+
+static int cpu_any(void) { return 1; }
+
+static const ukr_entry ukr_table[] = {
+    { &bpi_ukr_scalar_4x8, cpu_any },
+};
+
+const bpi_ukr *bpi_ukr_select(void)
+{
+    for (size_t i = 0; i < sizeof ukr_table / sizeof ukr_table[0]; i++)
+        if (ukr_table[i].cpu_supports())
+            return ukr_table[i].ukr;
+    return &bpi_ukr_scalar_4x8;
+}
+
+/* ------------------------------------------------------------ blocking */
+
+/* Used when the topology reports 0 (unknown): a typical x86 core. */
+#define FALLBACK_L1D_BYTES ((size_t)32 * 1024)
+#define FALLBACK_L2_BYTES ((size_t)1024 * 1024)
+#define FALLBACK_L3_BYTES ((size_t)8 * 1024 * 1024)
+
+/* Sane ranges: below them loop overhead dominates, above them a wrong
+ * cache size (VMs report 508 MB L3s) would blow up the workspace. */
+#define KC_MIN 64
+#define KC_MAX 1024
+#define MC_MIN 32
+#define MC_MAX 1024
+#define NC_MIN 256
+#define NC_MAX 8192
+/* KC is a multiple of a 64-byte cache line of floats, so every packed
+ * micro-panel (kc * MR or kc * NR floats) starts on a line when MR, NR are
+ * even. */
+#define KC_MULTIPLE 16
+
+static size_t size_min(size_t a, size_t b) { return a < b ? a : b; }
+static size_t size_max(size_t a, size_t b) { return a > b ? a : b; }
+static size_t ceil_div(size_t a, size_t b) { return a / b + (a % b != 0); }
+
+/* v clamped to [lo, hi], then rounded down to a multiple of m (m <= lo),
+ * or up by one m if rounding fell below lo. */
+static size_t clamp_multiple(size_t v, size_t lo, size_t hi, size_t m)
+{
+    v = size_min(size_max(v, lo), hi);
+    v = v / m * m;
+    return v < lo ? v + m : v;
+}
+
+static size_t cache_or(size_t bytes, size_t fallback)
+{
+    return bytes != 0 ? bytes : fallback;
+}
+
+void bpi_gemm_blocking_init(bpi_gemm_blocking *blk, const bp_topology_info *topo)
+{
+    const bpi_ukr *ukr = bpi_ukr_select();
+    size_t l1d = cache_or(topo ? topo->l1d_bytes : 0, FALLBACK_L1D_BYTES);
+    size_t l2 = cache_or(topo ? topo->l2_bytes : 0, FALLBACK_L2_BYTES);
+    size_t l3 = cache_or(topo ? topo->l3_bytes : 0, FALLBACK_L3_BYTES);
+    size_t f = sizeof(float);
+
+    /* KC: the kernel streams an A micro-panel (MR x KC) and a B micro-panel
+     * (KC x NR); both stay in half of L1d, the other half holding C lines
+     * and what the hardware prefetches:  (MR + NR) KC 4 <= L1d / 2.
+     * 32 KiB, 4x8:  KC = 16384 / 48 = 341 -> 336.  48 KiB: 512. */
+    blk->kc = clamp_multiple(l1d / 2 / (f * (ukr->mr + ukr->nr)), KC_MIN, KC_MAX,
+                             KC_MULTIPLE);
+    /* MC: the packed A block (MC x KC) is reused for every B micro-panel of
+     * the NC panel, so it lives in half of L2:  MC KC 4 <= L2 / 2.
+     * 1 MiB, KC 336:  MC = 524288 / 1344 = 390 -> 388 (multiple of MR). */
+    blk->mc = clamp_multiple(l2 / 2 / (f * blk->kc), MC_MIN, MC_MAX, ukr->mr);
+    /* NC: the packed B panel (KC x NC) is reused for every A block, so it
+     * lives in half of L3:  KC NC 4 <= L3 / 2.
+     * 8 MiB, KC 336:  NC = 4194304 / 1344 = 3120 (multiple of NR). */
+    blk->nc = clamp_multiple(l3 / 2 / (f * blk->kc), NC_MIN, NC_MAX, ukr->nr);
+}
+
+/* Largest block the engine accepts from a hand-built env, so the packing
+ * sizes below cannot overflow. */
+#define BLOCK_LIMIT ((size_t)1 << 16)
+
+/* The blocking the loops really use: mc a multiple of MR, nc of NR, all
+ * in [1, BLOCK_LIMIT] (a hand-built env may hold anything). */
+static bpi_gemm_blocking effective_blocking(const bpi_gemm_blocking *blk,
+                                            const bpi_ukr *ukr)
+{
+    bpi_gemm_blocking e;
+    e.kc = size_min(size_max(blk->kc, 1), BLOCK_LIMIT);
+    e.mc = ceil_div(size_min(size_max(blk->mc, 1), BLOCK_LIMIT), ukr->mr) * ukr->mr;
+    e.nc = ceil_div(size_min(size_max(blk->nc, 1), BLOCK_LIMIT), ukr->nr) * ukr->nr;
+    return e;
+}
+
+/* Workspace layout, in floats, each part starting 64-byte aligned:
+ *   packed_b  (KC, NC)       one, shared by the threads
+ *   packed_a  (MC, KC)       one per thread */
+static size_t packed_b_floats(const bpi_gemm_blocking *e)
+{
+    return bpi_round_floats(e->kc * e->nc);
+}
+
+static size_t packed_a_floats(const bpi_gemm_blocking *e)
+{
+    return bpi_round_floats(e->mc * e->kc);
+}
+
+size_t bpi_gemm_workspace_floats(const bpi_gemm_blocking *blk, int n_threads)
+{
+    bpi_gemm_blocking e = effective_blocking(blk, bpi_ukr_select());
+    size_t threads = n_threads > 1 ? (size_t)n_threads : 1;
+    size_t all_a, total;
+    if (!bpi_mul(threads, packed_a_floats(&e), &all_a) ||
+        !bpi_add(all_a, packed_b_floats(&e), &total))
+        return SIZE_MAX; /* the caller's byte count overflows too and fails */
+    return total;
+}
+
+/* ------------------------------------------------------------- packing */
+
+/* Everything one call needs, shared read-only by its threads. */
+typedef struct gemm_job {
+    const bpi_ukr *ukr;
+    bpi_gemm_blocking blk;      /* effective */
+    int trans_a, trans_b;
+    size_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    size_t lda, ldb, ldc;
+    float *C;
+    float *packed_b;            /* (KC, NC) */
+    float *packed_a;            /* n_threads blocks of a_stride floats */
+    size_t a_stride;
+} gemm_job;
+
+/* Pack a kc x w piece of a matrix X viewed as X(p, r) (p along K, r along M
+ * or N) into one micro-panel dst (kc, R): dst[p*R + r] = X(p0+p, r0+r) for
+ * r < w, 0 for w <= r < R. The padding only feeds tile entries that
+ * edge_tile() discards, but zeros there keep NaN, denormals and stale data
+ * out of the kernel's arithmetic.
+ *   r_contiguous:  X(p, r) = x[p*ld + r]    (op(B) = B, op(A) = A^T)
+ *   otherwise:     X(p, r) = x[r*ld + p]    (op(B) = B^T, op(A) = A)
+ * One routine packs both A (R = MR) and B (R = NR) in any transpose. */
+static void pack_micro_panel(const float *x, size_t ld, int r_contiguous,
+                             size_t p0, size_t kc, size_t r0, size_t w,
+                             size_t R, float *restrict dst)
+{
+    if (r_contiguous) {
+        for (size_t p = 0; p < kc; p++) {
+            const float *src = x + (p0 + p) * ld + r0;
+            for (size_t r = 0; r < w; r++)
+                dst[p * R + r] = src[r];
+        }
+    } else {
+        /* Read along p, the contiguous direction of the source. */
+        for (size_t r = 0; r < w; r++) {
+            const float *src = x + (r0 + r) * ld + p0;
+            for (size_t p = 0; p < kc; p++)
+                dst[p * R + r] = src[p];
+        }
+    }
+    if (w < R)
+        for (size_t p = 0; p < kc; p++)
+            for (size_t r = w; r < R; r++)
+                dst[p * R + r] = 0.0f;
+}
+
+/* Micro-panels [jp_lo, jp_hi) of the B panel op(B)(pc:pc+kc, jc:jc+nc),
+ * each (kc, NR) at packed_b + jp * kc * NR. */
+static void pack_b_panels(const gemm_job *job, size_t pc, size_t kc, size_t jc,
+                          size_t nc, size_t jp_lo, size_t jp_hi)
+{
+    size_t nr = job->ukr->nr;
+    for (size_t jp = jp_lo; jp < jp_hi; jp++) {
+        size_t j0 = jp * nr;
+        pack_micro_panel(job->B, job->ldb, !job->trans_b, pc, kc, jc + j0,
+                         size_min(nr, nc - j0), nr, job->packed_b + jp * kc * nr);
+    }
+}
+
+/* The A block op(A)(ic:ic+mc, pc:pc+kc) as ceil(mc/MR) micro-panels, each
+ * (kc, MR) at packed_a + ip * kc * MR. */
+static void pack_a_block(const gemm_job *job, size_t ic, size_t mc, size_t pc,
+                         size_t kc, float *packed_a)
+{
+    size_t mr = job->ukr->mr;
+    for (size_t i0 = 0; i0 < mc; i0 += mr)
+        pack_micro_panel(job->A, job->lda, job->trans_a, pc, kc, ic + i0,
+                         size_min(mr, mc - i0), mr, packed_a + i0 * kc);
+}
+
+/* ------------------------------------------------------ macro-kernel */
+
+/* An edge tile (h <= MR rows, w <= NR columns of C, not both full): the
+ * kernel runs on a full local MR x NR tile holding a copy of C (zeros
+ * beyond h, w), and the h x w part is copied back. The kernel thus does the
+ * very arithmetic it does on a full tile, whatever that is (an FMA kernel
+ * may combine alpha and beta differently from this file). beta == 0: C is
+ * neither read nor copied. */
+static void edge_tile(const bpi_ukr *ukr, size_t kc, const float *a, const float *b,
+                      float *c, size_t ldc, size_t h, size_t w, float alpha, float beta)
+{
+    _Alignas(BPI_ALIGN) float tile[BPI_UKR_MR_MAX * BPI_UKR_NR_MAX];
+    size_t nr = ukr->nr;
+    if (beta != 0.0f) {
+        memset(tile, 0, sizeof(float) * ukr->mr * nr);
+        for (size_t i = 0; i < h; i++)
+            memcpy(tile + i * nr, c + i * ldc, sizeof(float) * w);
+    }
+    ukr->fn(kc, a, b, tile, nr, alpha, beta);
+    for (size_t i = 0; i < h; i++)
+        memcpy(c + i * ldc, tile + i * nr, sizeof(float) * w);
+}
+
+/* C(ic:ic+mc, jc + [jp_lo NR, jp_hi NR)) (mc, <= (jp_hi - jp_lo) NR), at c =
+ * &C[ic][jc], from packed_a (mc/MR micro-panels of (kc, MR)) and micro-panels
+ * [jp_lo, jp_hi) of packed_b ((kc, NR) each); nc bounds the last one.
+ * jr outside, ir inside: one B micro-panel stays in L1 while the A block
+ * streams from L2. */
+static void macro_kernel(const gemm_job *job, size_t mc, size_t nc, size_t kc,
+                         const float *packed_a, size_t jp_lo, size_t jp_hi,
+                         float *c, float beta)
+{
+    const bpi_ukr *ukr = job->ukr;
+    size_t mr = ukr->mr, nr = ukr->nr, ldc = job->ldc;
+    for (size_t jp = jp_lo; jp < jp_hi; jp++) {
+        size_t j0 = jp * nr, w = size_min(nr, nc - j0);
+        const float *b = job->packed_b + jp * kc * nr;
+        for (size_t i0 = 0; i0 < mc; i0 += mr) {
+            size_t h = size_min(mr, mc - i0);
+            const float *a = packed_a + i0 * kc;
+            float *tile = c + i0 * ldc + j0;
+            if (h == mr && w == nr)
+                ukr->fn(kc, a, b, tile, ldc, job->alpha, beta);
+            else
+                edge_tile(ukr, kc, a, b, tile, ldc, h, w, job->alpha, beta);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ threads */
+
+/* Work below this many flops per thread does not pay for waking a thread
+ * and the two barriers per K block (a fork/join plus barriers costs a few
+ * microseconds; 4 MFLOP is 0.2-0.4 ms of the scalar kernel). Measured so far
+ * only above it: 160^3 (8 MFLOP) on 2 threads runs 1.7x faster than on one
+ * (dev VM, scalar 4x8). The crossover itself is still to be measured, per
+ * kernel, once the SIMD kernels land. */
+#define MIN_FLOPS_PER_THREAD 4.0e6
+
+/* Part `idx` of `units` split into `parts` nearly equal ranges [*lo, *hi). */
+static void split_range(size_t units, size_t parts, size_t idx, size_t *lo, size_t *hi)
+{
+    size_t q = units / parts, r = units % parts;
+    *lo = idx * q + size_min(idx, r);
+    *hi = *lo + q + (idx < r);
+}
+
+/* Threads worth using: at most env->n_threads (the workspace is sized for
+ * that), at least MIN_FLOPS_PER_THREAD each, at most one per C tile. */
+static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
+{
+    if (env->n_threads <= 1)
+        return 1;
+    double flops = 2.0 * (double)job->M * (double)job->N * (double)job->K;
+    double by_work = flops / MIN_FLOPS_PER_THREAD;
+    double tiles = (double)ceil_div(job->M, job->ukr->mr) *
+                   (double)ceil_div(size_min(job->N, job->blk.nc), job->ukr->nr);
+    double n = (double)env->n_threads;
+    if (by_work < n)
+        n = by_work;
+    if (tiles < n)
+        n = tiles;
+    return n < 1.0 ? 1 : (int)n;
+}
+
+/* Arrange nt threads as a tm x tn grid: tm split the rows of C (whole MR
+ * blocks, each thread packing its own A blocks), tn split the B micro-panels
+ * of each panel (whole NR blocks). Choose the factorisation with the fewest
+ * tiles on the busiest thread; on a tie the larger tm (no A block packed
+ * twice). All threads compute the same grid. */
+static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
+{
+    size_t m_units = ceil_div(job->M, job->ukr->mr);
+    size_t n_units = ceil_div(size_min(job->N, job->blk.nc), job->ukr->nr);
+    size_t best = SIZE_MAX;
+    *tm = nt;
+    *tn = 1;
+    for (size_t m = nt; m >= 1; m--) {
+        if (nt % m != 0)
+            continue;
+        size_t n = nt / m;
+        double load = (double)ceil_div(m_units, m) * (double)ceil_div(n_units, n);
+        size_t cost = load < (double)SIZE_MAX ? (size_t)load : SIZE_MAX;
+        if (cost < best) {
+            best = cost;
+            *tm = m;
+            *tn = n;
+        }
+    }
+}
+
+/* Every thread of the team waits here. Skipped for a team of one, where an
+ * orphaned barrier would bind to an enclosing parallel region. */
+static void team_barrier(size_t nt)
+{
+#if BP_HAVE_OPENMP
+    if (nt > 1) {
+#pragma omp barrier
+    }
+#else
+    (void)nt;
+#endif
+}
+
+/* Thread tid of nt: the whole loop nest, on its share of the tiles. The
+ * B panel is packed by all nt threads together between two barriers; each
+ * thread packs the A blocks of its own rows into its own buffer. */
+static void gemm_thread(const gemm_job *job, size_t tid, size_t nt)
+{
+    const bpi_gemm_blocking *blk = &job->blk;
+    size_t mr = job->ukr->mr, nr = job->ukr->nr;
+    size_t tm, tn;
+    thread_grid(job, nt, &tm, &tn);
+    size_t ti = tid / tn, tj = tid % tn;
+    float *packed_a = job->packed_a + tid * job->a_stride;
+
+    size_t mu_lo, mu_hi; /* this thread's rows, in MR blocks */
+    split_range(ceil_div(job->M, mr), tm, ti, &mu_lo, &mu_hi);
+    size_t row_lo = mu_lo * mr, row_hi = size_min(job->M, mu_hi * mr);
+
+    for (size_t jc = 0; jc < job->N; jc += blk->nc) {
+        size_t nc = size_min(blk->nc, job->N - jc);
+        size_t n_panels = ceil_div(nc, nr);
+        for (size_t pc = 0; pc < job->K; pc += blk->kc) {
+            size_t kc = size_min(blk->kc, job->K - pc);
+            /* beta scales C once; later K blocks add to it. */
+            float beta = pc == 0 ? job->beta : 1.0f;
+            size_t lo, hi;
+
+            team_barrier(nt); /* everyone is done with the previous panel */
+            split_range(n_panels, nt, tid, &lo, &hi);
+            pack_b_panels(job, pc, kc, jc, nc, lo, hi);
+            team_barrier(nt); /* the panel is complete */
+
+            split_range(n_panels, tn, tj, &lo, &hi);
+            for (size_t ic = row_lo; ic < row_hi && lo < hi; ic += blk->mc) {
+                size_t mc = size_min(blk->mc, row_hi - ic);
+                pack_a_block(job, ic, mc, pc, kc, packed_a);
+                macro_kernel(job, mc, nc, kc, packed_a, lo, hi,
+                             job->C + ic * job->ldc + jc, beta);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------- driver */
+
+/* C (M, N) = beta C, the whole product being zero (alpha == 0 or K == 0);
+ * beta == 0 writes zeros without reading C. */
+static void scale_c(size_t M, size_t N, float beta, float *C, size_t ldc)
+{
+    if (beta == 1.0f)
+        return;
+    for (size_t i = 0; i < M; i++) {
+        float *row = C + i * ldc;
+        if (beta == 0.0f)
+            memset(row, 0, sizeof(float) * N);
+        else
+            for (size_t j = 0; j < N; j++)
+                row[j] = beta * row[j];
+    }
+}
+
+void bpi_sgemm(const bpi_gemm_env *env, int transA, int transB,
+               size_t M, size_t N, size_t K, float alpha,
+               const float *A, size_t lda, const float *B, size_t ldb,
+               float beta, float *C, size_t ldc)
+{
+    if (M == 0 || N == 0)
+        return;
+    if (alpha == 0.0f || K == 0) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+
+    gemm_job job = {
+        .ukr = bpi_ukr_select(),
+        .trans_a = transA != 0, .trans_b = transB != 0,
+        .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+        .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C,
+    };
+    job.blk = effective_blocking(&env->blk, job.ukr);
+    job.packed_b = env->workspace;
+    job.packed_a = env->workspace + packed_b_floats(&job.blk);
+    job.a_stride = packed_a_floats(&job.blk);
+
+    int n_threads = threads_for(env, &job);
+#if BP_HAVE_OPENMP
+    /* Inside someone's parallel region: their threads are busy, run here. */
+    if (n_threads > 1 && !omp_in_parallel()) {
+#pragma omp parallel num_threads(n_threads)
+        gemm_thread(&job, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads());
+        return;
+    }
+#else
+    (void)n_threads;
+#endif
+    gemm_thread(&job, 0, 1);
+}

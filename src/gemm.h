@@ -1,0 +1,50 @@
+/* The internal GEMM interface: everything above it (layers, the public
+ * bp_sgemm) calls only this, so the engine behind it can change.
+ *
+ * Row-major only (the public wrapper maps column-major onto it by computing
+ * C^T = op(B)^T op(A)^T):
+ *   C (M, N) = alpha op(A) op(B) + beta C
+ *   op(A) is (M, K): A is (M, K) with lda >= K if !transA, (K, M) with lda >= M if transA
+ *   op(B) is (K, N): B is (K, N) with ldb >= N if !transB, (N, K) with ldb >= K if transB
+ * BLAS semantics: beta == 0 overwrites C (NaN in C is not propagated);
+ * alpha == 0 or K == 0 reads neither A nor B (C = beta C). M or N == 0: no-op.
+ *
+ * Threading: runs on env->n_threads threads (its own OpenMP parallel region
+ * when called outside one). The result is bitwise identical for any thread
+ * count: work is split over M and N in whole register blocks only, and each
+ * element of C is always accumulated over K in the same order.
+ *
+ * Memory: never allocates; packing buffers come from env->workspace, sized
+ * by bpi_gemm_workspace_floats() when the context was set up.
+ */
+#ifndef BP_GEMM_H
+#define BP_GEMM_H
+
+#include <stddef.h>
+
+#include "backprop.h"
+
+/* Cache blocking (in elements): KC rows of a packed B panel and columns of
+ * a packed A block, MC rows of an A block, NC columns of a B panel. */
+typedef struct bpi_gemm_blocking {
+    size_t mc, kc, nc;
+} bpi_gemm_blocking;
+
+typedef struct bpi_gemm_env {
+    bpi_gemm_blocking blk;
+    int n_threads;
+    float *workspace;       /* bpi_gemm_workspace_floats(&blk, n_threads) floats, 64-byte aligned */
+} bpi_gemm_env;
+
+/* Derive blocking from the (already clamped) cache sizes of `topo`. */
+void bpi_gemm_blocking_init(bpi_gemm_blocking *blk, const bp_topology_info *topo);
+
+/* Floats of packing workspace the engine needs for n_threads threads. */
+size_t bpi_gemm_workspace_floats(const bpi_gemm_blocking *blk, int n_threads);
+
+void bpi_sgemm(const bpi_gemm_env *env, int transA, int transB,
+               size_t M, size_t N, size_t K, float alpha,
+               const float *A, size_t lda, const float *B, size_t ldb,
+               float beta, float *C, size_t ldc);
+
+#endif

@@ -1,0 +1,90 @@
+#include <math.h>
+
+#include "activation.h"
+#include "head.h"
+#include "parallel.h"
+
+/* log sum_j e^{y_j}, shifted by the max so no term overflows. */
+static double row_lse(const float *y, size_t n)
+{
+    float m = y[0];
+    for (size_t j = 1; j < n; j++)
+        m = y[j] > m ? y[j] : m;
+    double s = 0.0;
+    for (size_t j = 0; j < n; j++)
+        s += exp((double)y[j] - m);
+    return m + log(s);
+}
+
+static double softmax_ce_row(const float *y, size_t n, int32_t label, float inv_B, float *dy)
+{
+    double lse = row_lse(y, n);
+    if (dy)
+        for (size_t j = 0; j < n; j++)
+            dy[j] = ((float)exp((double)y[j] - lse) - (j == (size_t)label ? 1.0f : 0.0f)) * inv_B;
+    return lse - y[label];
+}
+
+static double mse_row(const float *y, const float *t, size_t n, float scale, float *dy)
+{
+    double s = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        float d = y[j] - t[j];
+        s += (double)d * d;
+        if (dy)
+            dy[j] = 2.0f * d * scale;
+    }
+    return s / (double)n;
+}
+
+static double bce_row(const float *y, const float *t, size_t n, float scale, float *dy)
+{
+    double s = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        double yj = y[j];
+        s += (yj > 0 ? yj : 0.0) - yj * t[j] + log1p(exp(-fabs(yj)));
+        if (dy) {
+            float p = bpi_sigmoidf(y[j]);
+            dy[j] = (p - t[j]) * scale;
+        }
+    }
+    return s / (double)n;
+}
+
+void bpi_head_loss(bp_head head, const float *Y, size_t B, size_t n, const int32_t *labels,
+                   const float *targets, double *row_loss, float *dY, int n_threads)
+{
+    float inv_B = 1.0f / (float)B;
+    float inv_Bn = 1.0f / ((float)B * (float)n);
+    BPI_OMP_FOR(n_threads, B * n)
+    for (size_t b = 0; b < B; b++) {
+        const float *y = Y + b * n;
+        float *dy = dY ? dY + b * n : NULL;
+        if (head == BP_HEAD_SOFTMAX_CE)
+            row_loss[b] = softmax_ce_row(y, n, labels[b], inv_B, dy);
+        else if (head == BP_HEAD_MSE)
+            row_loss[b] = mse_row(y, targets + b * n, n, inv_Bn, dy);
+        else
+            row_loss[b] = bce_row(y, targets + b * n, n, inv_Bn, dy);
+    }
+}
+
+void bpi_head_output(bp_head head, const float *Y, size_t B, size_t n, float *P, int n_threads)
+{
+    BPI_OMP_FOR(n_threads, B * n)
+    for (size_t b = 0; b < B; b++) {
+        const float *y = Y + b * n;
+        float *p = P + b * n;
+        if (head == BP_HEAD_SOFTMAX_CE) {
+            double lse = row_lse(y, n);
+            for (size_t j = 0; j < n; j++)
+                p[j] = (float)exp((double)y[j] - lse);
+        } else if (head == BP_HEAD_SIGMOID_BCE) {
+            for (size_t j = 0; j < n; j++)
+                p[j] = bpi_sigmoidf(y[j]);
+        } else {
+            for (size_t j = 0; j < n; j++)
+                p[j] = y[j];
+        }
+    }
+}

@@ -1,0 +1,63 @@
+/* The network: layers as views into three contiguous blocks (parameters,
+ * gradients, activations), all sized and allocated by bp_net_create. */
+#ifndef BP_NET_H
+#define BP_NET_H
+
+#include "backprop.h"
+#include "ctx.h"
+
+/* Widths and depths above these are refused (by bp_net_create and the model
+ * loader alike): no real MLP comes near, and they keep every size product
+ * far from overflowing. */
+#define BPI_MAX_WIDTH ((size_t)1 << 24)
+#define BPI_MAX_LAYERS ((size_t)1 << 12)
+
+typedef struct bpi_layer {
+    size_t n_in, n_out;
+    bp_activation act;
+    float alpha;
+    size_t w_off, b_off; /* float offsets of W and b in every parameter-shaped block */
+    float *W, *b;        /* W (n_out, n_in), b (n_out) */
+    float *dW, *db;      /* same shapes, in the gradient block */
+    float *Z;            /* (max_batch, n_out) pre-activation */
+    float *A;            /* (max_batch, n_out) output; == Z for identity */
+    float *dA;           /* (max_batch, n_out) dL/dA: the input gradient of the next layer */
+    float *dZ;           /* (max_batch, n_out) dL/dZ */
+} bpi_layer;
+
+struct bp_net {
+    bp_ctx *ctx;
+    size_t n_in, n_layers, max_batch;
+    bp_head head;
+    bpi_layer *layers;
+    size_t n_params;         /* weights and biases, unpadded */
+    size_t block_floats;     /* floats in a parameter-shaped block (tensors 64-byte aligned) */
+    float *params;           /* parameter block */
+    float *grads;            /* gradient block, same layout */
+    float *acts;             /* activation block: Z, A, dA, dZ of every layer, then the rest */
+    float *dX;               /* (max_batch, n_in) dL/dX of the network input */
+    double *row_loss;        /* (max_batch) per-sample loss of the last backward */
+    float *batch_x;          /* (max_batch, n_in) staging for bp_train_epoch / bp_evaluate */
+    int32_t *batch_labels;   /* (max_batch) */
+    float *batch_targets;    /* (max_batch, n_out) */
+    size_t batch;            /* rows of the last forward, 0 before any */
+    const float *x_last;     /* input of the last forward */
+    int want_input_grad;
+};
+
+/* Validate (layer, which) and return the tensor's float offset and size. */
+bp_status bpi_net_tensor(const bp_net *net, size_t layer, bp_tensor which,
+                         const char *fn, size_t *offset, size_t *count);
+
+/* Forward and backward without argument checks (callers have checked). */
+void bpi_net_forward(bp_net *net, const float *X, size_t B);
+bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targets,
+                           float *loss, const char *fn);
+/* Loss of the last forward without computing gradients. */
+bp_status bpi_net_loss(bp_net *net, const int32_t *labels, const float *targets,
+                       double *loss, const char *fn);
+/* Check labels/targets against the net's head for a batch of B rows. */
+bp_status bpi_check_targets(const bp_net *net, const int32_t *labels, const float *targets,
+                            size_t B, const char *fn);
+
+#endif

@@ -1,0 +1,317 @@
+/* Optimizers: SGD (momentum, Nesterov, L2), Adam, AdamW, gradient clipping.
+ * The update formulas are spelled out in backprop.h above bp_optim_type. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "net.h"
+#include "optim.h"
+#include "parallel.h"
+
+/* Floats per partial sum of the gradient norm: a fixed chunking, so the sum
+ * is the same for any thread count. */
+#define NORM_CHUNK 4096
+
+bp_status bp_optim_config_default(bp_optim_config *cfg, bp_optim_type type)
+{
+    if (!cfg)
+        return bpi_fail(BP_EINVAL, "bp_optim_config_default: cfg is NULL");
+    if (type < BP_OPTIM_SGD || type > BP_OPTIM_ADAMW)
+        return bpi_fail(BP_EINVAL, "bp_optim_config_default: type is %d (not a bp_optim_type)",
+                        (int)type);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->type = type;
+    cfg->lr = type == BP_OPTIM_SGD ? 0.01f : 0.001f;
+    cfg->beta1 = 0.9f;
+    cfg->beta2 = 0.999f;
+    cfg->eps = 1e-8f;
+    cfg->weight_decay = type == BP_OPTIM_ADAMW ? 0.01f : 0.0f;
+    cfg->schedule = BP_SCHED_CONSTANT;
+    cfg->gamma = 0.1f;
+    return BP_OK;
+}
+
+static int finite_nonneg(float x) { return isfinite(x) && x >= 0.0f; }
+
+static bp_status check_config(const bp_optim_config *c, const char *fn)
+{
+    if (c->type < BP_OPTIM_SGD || c->type > BP_OPTIM_ADAMW)
+        return bpi_fail(BP_EINVAL, "%s: type is %d (not a bp_optim_type)", fn, (int)c->type);
+    if (!finite_nonneg(c->lr))
+        return bpi_fail(BP_EINVAL, "%s: lr is %g (expected finite >= 0)", fn, (double)c->lr);
+    if (!finite_nonneg(c->weight_decay))
+        return bpi_fail(BP_EINVAL, "%s: weight_decay is %g (expected finite >= 0)", fn,
+                        (double)c->weight_decay);
+    if (!finite_nonneg(c->clip_norm))
+        return bpi_fail(BP_EINVAL, "%s: clip_norm is %g (expected finite >= 0)", fn,
+                        (double)c->clip_norm);
+    if (c->type == BP_OPTIM_SGD) {
+        if (!finite_nonneg(c->momentum) || c->momentum >= 1.0f)
+            return bpi_fail(BP_EINVAL, "%s: momentum is %g (expected 0 <= mu < 1)", fn,
+                            (double)c->momentum);
+        if (c->nesterov && c->momentum == 0.0f)
+            return bpi_fail(BP_EINVAL, "%s: nesterov needs momentum > 0", fn);
+    } else {
+        if (!finite_nonneg(c->beta1) || c->beta1 >= 1.0f)
+            return bpi_fail(BP_EINVAL, "%s: beta1 is %g (expected 0 <= beta1 < 1)", fn,
+                            (double)c->beta1);
+        if (!finite_nonneg(c->beta2) || c->beta2 >= 1.0f)
+            return bpi_fail(BP_EINVAL, "%s: beta2 is %g (expected 0 <= beta2 < 1)", fn,
+                            (double)c->beta2);
+        if (!isfinite(c->eps) || c->eps <= 0.0f)
+            return bpi_fail(BP_EINVAL, "%s: eps is %g (expected > 0)", fn, (double)c->eps);
+    }
+    return bpi_schedule_check(c, fn);
+}
+
+bp_status bp_optim_create(bp_optim **out, bp_net *net, const bp_optim_config *cfg)
+{
+    const char *fn = "bp_optim_create";
+    if (!out || !net || !cfg)
+        return bpi_fail(BP_EINVAL, "%s: %s is NULL", fn, !out ? "opt" : !net ? "net" : "cfg");
+    BPI_TRY(check_config(cfg, fn));
+    bp_optim *opt = calloc(1, sizeof *opt);
+    if (!opt)
+        return bpi_fail(BP_ENOMEM, "%s: cannot allocate the optimizer", fn);
+    opt->net = net;
+    opt->cfg = *cfg;
+    opt->n_slots = cfg->type != BP_OPTIM_SGD ? 2 : cfg->momentum > 0.0f ? 1 : 0;
+    opt->n_chunks = (net->block_floats + NORM_CHUNK - 1) / NORM_CHUNK;
+    opt->partials = bpi_alloc(opt->n_chunks * sizeof(double));
+    size_t bytes = opt->n_slots * net->block_floats * sizeof(float);
+    if (opt->n_slots)
+        opt->state = bpi_alloc(bytes);
+    if (!opt->partials || (opt->n_slots && !opt->state)) {
+        bp_optim_destroy(opt);
+        return bpi_fail(BP_ENOMEM, "%s: cannot allocate %zu bytes of optimizer state", fn, bytes);
+    }
+    *out = opt;
+    return BP_OK;
+}
+
+void bp_optim_destroy(bp_optim *opt)
+{
+    if (!opt)
+        return;
+    bpi_free(opt->state);
+    bpi_free(opt->partials);
+    free(opt);
+}
+
+/* -------------------------------------------------------------- norm */
+
+/* Sum of squares of every gradient (padding is zero), in fixed chunks. */
+static double grad_sum_squares(bp_optim *opt)
+{
+    const float *g = opt->net->grads;
+    size_t n = opt->net->block_floats;
+    BPI_OMP_FOR(opt->net->ctx->n_threads, n)
+    for (size_t c = 0; c < opt->n_chunks; c++) {
+        size_t end = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
+        double s = 0.0;
+        for (size_t i = c * NORM_CHUNK; i < end; i++)
+            s += (double)g[i] * g[i];
+        opt->partials[c] = s;
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < opt->n_chunks; c++)
+        total += opt->partials[c];
+    return total;
+}
+
+/* Error path only: name the first gradient tensor holding NaN or infinity. */
+static bp_status nonfinite_grad(const bp_net *net, const char *fn)
+{
+    for (size_t i = 0; i < net->n_layers; i++) {
+        const bpi_layer *L = &net->layers[i];
+        for (size_t k = 0; k < L->n_out * L->n_in; k++)
+            if (!isfinite(L->dW[k]))
+                return bpi_fail(BP_ENUMERIC, "%s: layer %zu weight gradient dW[%zu] is not finite",
+                                fn, i, k);
+        for (size_t k = 0; k < L->n_out; k++)
+            if (!isfinite(L->db[k]))
+                return bpi_fail(BP_ENUMERIC, "%s: layer %zu bias gradient db[%zu] is not finite",
+                                fn, i, k);
+    }
+    return bpi_fail(BP_ENUMERIC, "%s: the gradient norm overflows", fn);
+}
+
+/* ------------------------------------------------------------ updates */
+
+typedef struct update_args {
+    float lr;          /* lr_t of this step */
+    float wd;          /* L2 term added to the gradient (0 for biases and AdamW) */
+    float decay;       /* AdamW: p -= decay p, decay = lr_t wd (0 otherwise) */
+    float scale;       /* gradient clipping factor (1 = none) */
+    float b1, b2, eps;
+    float step_size;   /* Adam: lr_t / (1 - b1^(t+1)) */
+    float inv_sqrt_c2; /* Adam: 1 / sqrt(1 - b2^(t+1)) */
+    int n_threads;
+} update_args;
+
+/* p, g (n); v (n) velocity or NULL: p -= lr (momentum/Nesterov of g + wd p) */
+static void sgd_update(const bp_optim_config *c, const update_args *u, float *p, const float *g,
+                       float *v, size_t n)
+{
+    float mu = c->momentum;
+    int nesterov = c->nesterov;
+    BPI_OMP_FOR(u->n_threads, n)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * u->scale + u->wd * p[i];
+        if (v) {
+            v[i] = mu * v[i] + gi;
+            gi = nesterov ? gi + mu * v[i] : v[i];
+        }
+        p[i] -= u->lr * gi;
+    }
+}
+
+/* p, g, m, v (n): the Adam update, computed as PyTorch does
+ * (step_size m / (sqrt(v) / sqrt(c2) + eps)). */
+static void adam_update(const update_args *u, float *p, const float *g, float *m, float *v,
+                        size_t n)
+{
+    BPI_OMP_FOR(u->n_threads, n)
+    for (size_t i = 0; i < n; i++) {
+        if (u->decay != 0.0f)
+            p[i] -= u->decay * p[i];
+        float gi = g[i] * u->scale + u->wd * p[i];
+        m[i] = u->b1 * m[i] + (1.0f - u->b1) * gi;
+        v[i] = u->b2 * v[i] + (1.0f - u->b2) * gi * gi;
+        p[i] -= u->step_size * m[i] / (sqrtf(v[i]) * u->inv_sqrt_c2 + u->eps);
+    }
+}
+
+/* One tensor at float offset `off` with n entries; decay_ok: a weight. */
+static void update_tensor(bp_optim *opt, update_args u, size_t off, size_t n, int decay_ok)
+{
+    bp_net *net = opt->net;
+    const bp_optim_config *c = &opt->cfg;
+    float *p = net->params + off;
+    const float *g = net->grads + off;
+    float *s0 = opt->n_slots > 0 ? opt->state + off : NULL;
+    float *s1 = opt->n_slots > 1 ? opt->state + net->block_floats + off : NULL;
+    if (!decay_ok)
+        u.wd = u.decay = 0.0f;
+    if (c->type == BP_OPTIM_SGD)
+        sgd_update(c, &u, p, g, s0, n);
+    else
+        adam_update(&u, p, g, s0, s1, n);
+}
+
+static update_args step_args(const bp_optim *opt, double sum_squares)
+{
+    const bp_optim_config *c = &opt->cfg;
+    update_args u;
+    memset(&u, 0, sizeof u);
+    double lr = bpi_schedule_lr(c, opt->steps);
+    u.lr = (float)lr;
+    u.scale = 1.0f;
+    if (c->clip_norm > 0.0f) {
+        double norm = sqrt(sum_squares);
+        if (norm > c->clip_norm)
+            u.scale = (float)(c->clip_norm / (norm + 1e-6));
+    }
+    u.wd = c->type == BP_OPTIM_ADAMW ? 0.0f : c->weight_decay;
+    u.decay = c->type == BP_OPTIM_ADAMW ? (float)(lr * c->weight_decay) : 0.0f;
+    u.b1 = c->beta1;
+    u.b2 = c->beta2;
+    u.eps = c->eps;
+    double t = (double)opt->steps + 1.0;
+    u.step_size = (float)(lr / (1.0 - pow(c->beta1, t)));
+    u.inv_sqrt_c2 = (float)(1.0 / sqrt(1.0 - pow(c->beta2, t)));
+    u.n_threads = opt->net->ctx->n_threads;
+    return u;
+}
+
+bp_status bp_optim_step(bp_optim *opt)
+{
+    const char *fn = "bp_optim_step";
+    if (!opt)
+        return bpi_fail(BP_EINVAL, "%s: opt is NULL", fn);
+    /* One pass finds both the norm for clipping and any NaN or infinity,
+     * before anything is changed. */
+    double ss = grad_sum_squares(opt);
+    if (!isfinite(ss))
+        return nonfinite_grad(opt->net, fn);
+    update_args u = step_args(opt, ss);
+    for (size_t i = 0; i < opt->net->n_layers; i++) {
+        const bpi_layer *L = &opt->net->layers[i];
+        update_tensor(opt, u, L->w_off, L->n_out * L->n_in, 1);
+        update_tensor(opt, u, L->b_off, L->n_out, 0);
+    }
+    opt->steps++;
+    return BP_OK;
+}
+
+/* ------------------------------------------------------- state access */
+
+float bp_optim_lr(const bp_optim *opt)
+{
+    return opt ? (float)bpi_schedule_lr(&opt->cfg, opt->steps) : 0.0f;
+}
+
+uint64_t bp_optim_steps(const bp_optim *opt)
+{
+    return opt ? opt->steps : 0;
+}
+
+bp_status bp_optim_set_steps(bp_optim *opt, uint64_t steps)
+{
+    if (!opt)
+        return bpi_fail(BP_EINVAL, "bp_optim_set_steps: opt is NULL");
+    opt->steps = steps;
+    return BP_OK;
+}
+
+size_t bp_optim_n_slots(const bp_optim *opt)
+{
+    return opt ? opt->n_slots : 0;
+}
+
+static bp_status locate_state(const bp_optim *opt, size_t layer, bp_tensor which, size_t slot,
+                              const void *buf, size_t count, const char *fn, float **where)
+{
+    if (!opt)
+        return bpi_fail(BP_EINVAL, "%s: opt is NULL", fn);
+    size_t off = 0, n = 0;
+    BPI_TRY(bpi_net_tensor(opt->net, layer, which, fn, &off, &n));
+    if (slot >= opt->n_slots)
+        return bpi_fail(BP_EINVAL, "%s: slot %zu out of range (optimizer has %zu)", fn, slot,
+                        opt->n_slots);
+    if (!buf)
+        return bpi_fail(BP_EINVAL, "%s: buffer is NULL", fn);
+    if (count != n)
+        return bpi_fail(BP_EINVAL, "%s: layer %zu tensor has %zu floats, count is %zu", fn, layer,
+                        n, count);
+    *where = opt->state + slot * opt->net->block_floats + off;
+    return BP_OK;
+}
+
+bp_status bp_optim_get_state(const bp_optim *opt, size_t layer, bp_tensor which, size_t slot,
+                             float *dst, size_t count)
+{
+    float *src = NULL;
+    BPI_TRY(locate_state(opt, layer, which, slot, dst, count, "bp_optim_get_state", &src));
+    memcpy(dst, src, count * sizeof(float));
+    return BP_OK;
+}
+
+bp_status bp_optim_set_state(bp_optim *opt, size_t layer, bp_tensor which, size_t slot,
+                             const float *src, size_t count)
+{
+    float *dst = NULL;
+    BPI_TRY(locate_state(opt, layer, which, slot, src, count, "bp_optim_set_state", &dst));
+    memcpy(dst, src, count * sizeof(float));
+    return BP_OK;
+}
+
+bp_status bp_optim_config_get(const bp_optim *opt, bp_optim_config *cfg)
+{
+    if (!opt || !cfg)
+        return bpi_fail(BP_EINVAL, "bp_optim_config_get: %s is NULL", !opt ? "opt" : "cfg");
+    *cfg = opt->cfg;
+    return BP_OK;
+}

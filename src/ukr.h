@@ -1,0 +1,58 @@
+/* GEMM micro-kernels: the one per-architecture piece of the GEMM engine.
+ *
+ * A micro-kernel computes one MR x NR tile of C from packed operands:
+ *
+ *   C (MR, NR) = alpha * A_p (MR, kc) * B_p (kc, NR) + beta * C
+ *
+ *   a: packed A micro-panel, column after column: a[p*MR + i] = A_p[i][p]
+ *   b: packed B micro-panel, row after row:       b[p*NR + j] = B_p[p][j]
+ *   c: the tile, row-major with row stride ldc:   c[i*ldc + j]
+ *
+ * Contract every kernel keeps (the framework in gemm.c relies on it):
+ *  - Each element's sum over p is accumulated in increasing p from 0.0f,
+ *    then combined with C by the same expression for every element, so a
+ *    result depends only on the data, never on where the tile sits or how
+ *    many threads ran (the framework computes edge tiles with the same
+ *    kernel into a local tile).
+ *  - beta == 0: C is overwritten and never read (NaN in C does not leak).
+ *  - kc may be 0 (the sums are then 0); a and b need no alignment beyond
+ *    float's, but the framework passes 64-byte aligned panels.
+ *  - No allocation, no global state: kernels run concurrently on threads.
+ *
+ * Adding an ISA (AVX2+FMA, AVX-512, NEON): write simd/ukr_<isa>.c defining a
+ * `const bpi_ukr bpi_ukr_<isa>_<MR>x<NR>` descriptor, declare it below, and
+ * add it to the dispatch table in gemm.c with its CPU-support test. The loops
+ * and packing take MR and NR from the descriptor and need no change. MR and
+ * NR must not exceed BPI_UKR_MR_MAX and BPI_UKR_NR_MAX (they size the local
+ * edge tile).
+ */
+#ifndef BP_UKR_H
+#define BP_UKR_H
+
+#include <stddef.h>
+
+/* Bounds on the register block of any kernel: 16 x 32 covers AVX-512's
+ * 14x32 / 16x16 blocks and NEON's 8x12 with room to spare. */
+#define BPI_UKR_MR_MAX 16
+#define BPI_UKR_NR_MAX 32
+
+/* C (MR, NR) = alpha a (MR, kc) b (kc, NR) + beta C; layouts above. */
+typedef void (*bpi_ukr_fn)(size_t kc, const float *restrict a,
+                           const float *restrict b, float *restrict c,
+                           size_t ldc, float alpha, float beta);
+
+/* A kernel descriptor: what the framework needs to drive a kernel. */
+typedef struct bpi_ukr {
+    const char *name;   /* "<isa>_<MR>x<NR>", e.g. "scalar_4x8" */
+    size_t mr, nr;      /* register block: rows and columns of the C tile */
+    bpi_ukr_fn fn;
+} bpi_ukr;
+
+/* Portable C kernel (simd/ukr_scalar.c): always available. */
+extern const bpi_ukr bpi_ukr_scalar_4x8;
+
+/* The kernel the GEMM engine uses on this CPU. Always the same kernel for
+ * the life of the process (blocking and workspace sizes depend on it). */
+const bpi_ukr *bpi_ukr_select(void);
+
+#endif

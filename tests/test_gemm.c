@@ -1,0 +1,734 @@
+/* The GEMM engine (bpi_sgemm) and the public bp_sgemm against a naive
+ * double-precision reference.
+ *
+ * Exactness: most cases fill A, B and C with integers in [-4, 4] and take
+ * alpha, beta in {0, 1, -1, 0.5}. Every partial sum is then an integer below
+ * 16 K + 4 < 2^24, every product with alpha or beta a multiple of 0.5 of the
+ * same size, so float arithmetic is exact in any order and the engine must
+ * equal the reference bit for bit (up to the sign of zero). Real-valued
+ * fills are used only for the projection check of large sizes (tolerance
+ * derived there) and for the thread-count check (compared with itself).
+ */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bp_config.h"
+#include "ctx.h"
+#include "gemm.h"
+#include "testutil.h"
+#include "ukr.h"
+
+#if BP_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* ---------------------------------------------------------------- helpers */
+
+/* A matrix in memory: `lines` runs of `len` floats, ld apart (rows when
+ * row-major, columns when column-major). Padding (ld > len) holds NaN. */
+typedef struct stored {
+    float *x;
+    size_t lines, len, ld;
+} stored;
+
+/* What one GEMM call computes: op(A) M x K, op(B) K x N, C M x N. */
+typedef struct spec {
+    int col_major, trans_a, trans_b;
+    size_t M, N, K;
+    size_t pad;         /* ld = minimum + pad, for A, B and C */
+    float alpha, beta;
+} spec;
+
+typedef struct problem {
+    spec s;
+    stored a, b, c;
+    float *c_before;    /* copy of c.x before the call */
+} problem;
+
+enum fill { FILL_INT, FILL_REAL, FILL_NAN };
+
+static const float scalars[4] = {0.0f, 1.0f, -1.0f, 0.5f};
+
+static size_t smax(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Storage of X where op(X) is rows x cols (X transposed iff trans). */
+static stored stored_new(int col_major, int trans, size_t rows, size_t cols, size_t pad)
+{
+    size_t xr = trans ? cols : rows, xc = trans ? rows : cols;
+    stored s = {NULL, col_major ? xc : xr, col_major ? xr : xc, 0};
+    s.ld = smax(s.len, 1) + pad;
+    size_t n = smax(s.lines * s.ld, 1);
+    s.x = malloc(n * sizeof(float));
+    ck_assert_ptr_nonnull(s.x);
+    for (size_t i = 0; i < n; i++)
+        s.x[i] = NAN;
+    return s;
+}
+
+/* Fill the logical part (padding keeps its NaN). */
+static void stored_fill(stored *s, tu_rng *rng, enum fill how)
+{
+    for (size_t l = 0; l < s->lines; l++)
+        for (size_t e = 0; e < s->len; e++)
+            s->x[l * s->ld + e] = how == FILL_INT ? tu_int_float(rng, -4, 4)
+                                : how == FILL_REAL ? (float)tu_uniform(rng, -1.0, 1.0)
+                                                   : NAN;
+}
+
+/* op(X)(r, c) of a matrix stored as s. */
+static double op_at(const float *x, size_t ld, int col_major, int trans, size_t r, size_t c)
+{
+    if (trans) {
+        size_t t = r;
+        r = c;
+        c = t;
+    }
+    return col_major ? x[r + c * ld] : x[r * ld + c];
+}
+
+static float *c_elem(const problem *p, float *x, size_t i, size_t j)
+{
+    return p->s.col_major ? &x[i + j * p->c.ld] : &x[i * p->c.ld + j];
+}
+
+static problem problem_new(const spec *s, tu_rng *rng, enum fill ab, enum fill c)
+{
+    problem p = {*s, {0}, {0}, {0}, NULL};
+    p.a = stored_new(s->col_major, s->trans_a, s->M, s->K, s->pad);
+    p.b = stored_new(s->col_major, s->trans_b, s->K, s->N, s->pad);
+    p.c = stored_new(s->col_major, 0, s->M, s->N, s->pad);
+    stored_fill(&p.a, rng, ab);
+    stored_fill(&p.b, rng, ab);
+    stored_fill(&p.c, rng, c);
+    size_t bytes = smax(p.c.lines * p.c.ld, 1) * sizeof(float);
+    p.c_before = malloc(bytes);
+    ck_assert_ptr_nonnull(p.c_before);
+    memcpy(p.c_before, p.c.x, bytes);
+    return p;
+}
+
+static void problem_free(problem *p)
+{
+    free(p->a.x);
+    free(p->b.x);
+    free(p->c.x);
+    free(p->c_before);
+}
+
+/* ref (M, N), row-major = alpha op(A) op(B) + beta C_before, in double;
+ * beta == 0 ignores C_before (BLAS: it is not read). */
+static double ref_elem(const problem *p, size_t i, size_t j)
+{
+    const spec *s = &p->s;
+    double sum = 0.0;
+    for (size_t k = 0; k < s->K; k++)
+        sum += op_at(p->a.x, p->a.ld, s->col_major, s->trans_a, i, k) *
+               op_at(p->b.x, p->b.ld, s->col_major, s->trans_b, k, j);
+    double c0 = s->beta == 0.0f ? 0.0 : (double)*c_elem(p, p->c_before, i, j);
+    return (s->alpha == 0.0f ? 0.0 : (double)s->alpha * sum) + (double)s->beta * c0;
+}
+
+static void describe(const spec *s, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s tA=%d tB=%d M=%zu N=%zu K=%zu pad=%zu alpha=%g beta=%g",
+             s->col_major ? "col" : "row", s->trans_a, s->trans_b, s->M, s->N, s->K,
+             s->pad, (double)s->alpha, (double)s->beta);
+}
+
+/* C equals the reference exactly, and C's padding is bitwise unchanged.
+ * Plain comparisons, one ck_assert at the end: each Check assertion costs a
+ * write to the runner, far more than the comparison. */
+static void check_exact(const problem *p, const char *what)
+{
+    char buf[200];
+    size_t bad_i = SIZE_MAX, bad_j = 0, bad_line = SIZE_MAX;
+    double want = 0.0, got = 0.0;
+    for (size_t i = 0; i < p->s.M && bad_i == SIZE_MAX; i++) {
+        for (size_t j = 0; j < p->s.N; j++) {
+            want = ref_elem(p, i, j);
+            got = *c_elem(p, p->c.x, i, j);
+            if (got != want) {
+                bad_i = i;
+                bad_j = j;
+                break;
+            }
+        }
+    }
+    for (size_t l = 0; l < p->c.lines && bad_line == SIZE_MAX; l++)
+        if (memcmp(p->c.x + l * p->c.ld + p->c.len, p->c_before + l * p->c.ld + p->c.len,
+                   (p->c.ld - p->c.len) * sizeof(float)) != 0)
+            bad_line = l;
+    if (bad_i == SIZE_MAX && bad_line == SIZE_MAX)
+        return;
+    describe(&p->s, buf, sizeof buf);
+    ck_assert_msg(bad_i == SIZE_MAX, "%s: %s: C[%zu][%zu] = %.9g, want %.9g",
+                  what, buf, bad_i, bad_j, got, want);
+    ck_assert_msg(0, "%s: %s: padding of C line %zu changed", what, buf, bad_line);
+}
+
+static void run_engine(const bpi_gemm_env *env, problem *p)
+{
+    const spec *s = &p->s;
+    ck_assert_int_eq(s->col_major, 0);
+    bpi_sgemm(env, s->trans_a, s->trans_b, s->M, s->N, s->K, s->alpha,
+              p->a.x, p->a.ld, p->b.x, p->b.ld, s->beta, p->c.x, p->c.ld);
+}
+
+/* Build, run on env, check exactly, free: integer data. */
+static void engine_case(const bpi_gemm_env *env, const spec *s, tu_rng *rng, const char *what)
+{
+    problem p = problem_new(s, rng, FILL_INT, FILL_INT);
+    run_engine(env, &p);
+    check_exact(&p, what);
+    problem_free(&p);
+}
+
+/* The blocking a context gets on a typical core (32 KiB / 1 MiB / 8 MiB),
+ * so tests do not depend on this machine's caches. */
+static bpi_gemm_blocking typical_blocking(void)
+{
+    bp_topology_info topo = {0};
+    topo.l1d_bytes = 32 * 1024;
+    topo.l2_bytes = 1024 * 1024;
+    topo.l3_bytes = 8 * 1024 * 1024;
+    bpi_gemm_blocking blk;
+    bpi_gemm_blocking_init(&blk, &topo);
+    return blk;
+}
+
+/* An env as a context builds it: workspace of bpi_gemm_workspace_floats(). */
+static bpi_gemm_env env_new(bpi_gemm_blocking blk, int n_threads)
+{
+    bpi_gemm_env env = {blk, n_threads, NULL};
+    size_t bytes = bpi_gemm_workspace_floats(&blk, n_threads) * sizeof(float);
+    bytes = (bytes + 63) / 64 * 64;
+    env.workspace = aligned_alloc(64, bytes);
+    ck_assert_ptr_nonnull(env.workspace);
+    return env;
+}
+
+static bpi_gemm_env env_small(size_t mc, size_t kc, size_t nc, int n_threads)
+{
+    bpi_gemm_blocking blk = {mc, kc, nc};
+    return env_new(blk, n_threads);
+}
+
+static void env_free(bpi_gemm_env *env)
+{
+    free(env->workspace);
+    env->workspace = NULL;
+}
+
+/* ------------------------------------------------------- blocking, kernel */
+
+static void check_blocking(const bpi_gemm_blocking *blk, const bpi_ukr *u)
+{
+    ck_assert_uint_ge(blk->kc, 64);
+    ck_assert_uint_le(blk->kc, 1024);
+    ck_assert_uint_ge(blk->mc, 32);
+    ck_assert_uint_le(blk->mc, 1024);
+    ck_assert_uint_ge(blk->nc, 256);
+    ck_assert_uint_le(blk->nc, 8192);
+    ck_assert_uint_eq(blk->mc % u->mr, 0);
+    ck_assert_uint_eq(blk->nc % u->nr, 0);
+}
+
+START_TEST(test_blocking)
+{
+    const bpi_ukr *u = bpi_ukr_select();
+    ck_assert_ptr_nonnull(u);
+    ck_assert(u->fn != NULL);
+    ck_assert_uint_ge(u->mr, 1);
+    ck_assert_uint_le(u->mr, BPI_UKR_MR_MAX);
+    ck_assert_uint_ge(u->nr, 1);
+    ck_assert_uint_le(u->nr, BPI_UKR_NR_MAX);
+
+    /* Unknown caches (0) take the documented fallbacks 32 KiB / 1 MiB / 8 MiB. */
+    bp_topology_info unknown = {0};
+    bpi_gemm_blocking fallback, typical = typical_blocking();
+    bpi_gemm_blocking_init(&fallback, &unknown);
+    ck_assert_uint_eq(fallback.kc, typical.kc);
+    ck_assert_uint_eq(fallback.mc, typical.mc);
+    ck_assert_uint_eq(fallback.nc, typical.nc);
+    check_blocking(&typical, u);
+    /* KC: (MR + NR) KC 4 bytes within half of L1d. */
+    ck_assert_uint_le((u->mr + u->nr) * typical.kc * 4, 16 * 1024);
+
+    /* Absurd sizes clamp into range. */
+    bp_topology_info tiny = {0}, huge = {0};
+    tiny.l1d_bytes = tiny.l2_bytes = tiny.l3_bytes = 1024;
+    huge.l1d_bytes = huge.l2_bytes = huge.l3_bytes = (size_t)1 << 40;
+    bpi_gemm_blocking blk;
+    bpi_gemm_blocking_init(&blk, &tiny);
+    check_blocking(&blk, u);
+    bpi_gemm_blocking_init(&blk, &huge);
+    check_blocking(&blk, u);
+
+    /* Workspace: one shared B panel plus one A block per thread. */
+    size_t w1 = bpi_gemm_workspace_floats(&typical, 1);
+    size_t w3 = bpi_gemm_workspace_floats(&typical, 3);
+    ck_assert_uint_ge(w1, typical.kc * typical.nc + typical.mc * typical.kc);
+    ck_assert_uint_ge(w3 - w1, 2 * typical.mc * typical.kc);
+    ck_assert_uint_eq(bpi_gemm_workspace_floats(&typical, 0), w1);
+}
+END_TEST
+
+/* The kernel alone: one full tile against the reference, beta = 0 not
+ * reading a NaN C, kc = 0 giving beta C. */
+START_TEST(test_kernel)
+{
+    const bpi_ukr *u = bpi_ukr_select();
+    tu_rng rng;
+    tu_seed(&rng, 1);
+    size_t kc = 9, mr = u->mr, nr = u->nr, ldc = nr + 3;
+    float a[BPI_UKR_MR_MAX * 9], b[9 * BPI_UKR_NR_MAX], c[BPI_UKR_MR_MAX * (BPI_UKR_NR_MAX + 3)];
+    for (size_t i = 0; i < mr * kc; i++)
+        a[i] = tu_int_float(&rng, -4, 4);
+    for (size_t i = 0; i < kc * nr; i++)
+        b[i] = tu_int_float(&rng, -4, 4);
+    for (size_t i = 0; i < mr * ldc; i++)
+        c[i] = NAN;
+    u->fn(kc, a, b, c, ldc, 0.5f, 0.0f);
+    for (size_t i = 0; i < mr; i++) {
+        for (size_t j = 0; j < nr; j++) {
+            double want = 0.0;
+            for (size_t p = 0; p < kc; p++)
+                want += (double)a[p * mr + i] * b[p * nr + j];
+            ck_assert_msg(c[i * ldc + j] == 0.5 * want, "%s: c[%zu][%zu]", u->name, i, j);
+            c[i * ldc + j] = 3.0f;
+        }
+        ck_assert(isnan(c[i * ldc + nr])); /* outside the tile: untouched */
+    }
+    u->fn(0, a, b, c, ldc, 1.0f, -1.0f);
+    for (size_t i = 0; i < mr; i++)
+        for (size_t j = 0; j < nr; j++)
+            ck_assert(c[i * ldc + j] == -3.0f);
+}
+END_TEST
+
+/* ----------------------------------------------------------- engine shapes */
+
+/* Every M in 1..2 MR, N in 1..2 NR, K in {1, 2, 7, 17}, all transposes;
+ * (alpha, beta) cycling through all 16 pairs of {0, 1, -1, 0.5}. */
+START_TEST(test_small_shapes)
+{
+    const bpi_ukr *u = bpi_ukr_select();
+    bpi_gemm_env env = env_new(typical_blocking(), 1);
+    static const size_t ks[] = {1, 2, 7, 17};
+    tu_rng rng;
+    tu_seed(&rng, 2);
+    size_t n = 0;
+    for (size_t M = 1; M <= 2 * u->mr; M++)
+        for (size_t N = 1; N <= 2 * u->nr; N++)
+            for (size_t k = 0; k < 4; k++)
+                for (int t = 0; t < 4; t++, n++) {
+                    spec s = {0, t & 1, t >> 1, M, N, ks[k], n % 3,
+                              scalars[(n / 4) % 4], scalars[n % 4]};
+                    engine_case(&env, &s, &rng, "small");
+                }
+    env_free(&env);
+}
+END_TEST
+
+/* Primes, 1x1x1 and padded leading dimensions (NaN in the padding would
+ * show up in C), all transposes, all 16 (alpha, beta). */
+START_TEST(test_primes_alpha_beta)
+{
+    bpi_gemm_env env = env_new(typical_blocking(), 1);
+    static const size_t shapes[][3] = {{37, 53, 71}, {97, 13, 101}, {1, 1, 1}, {5, 3, 2}};
+    tu_rng rng;
+    tu_seed(&rng, 3);
+    for (size_t sh = 0; sh < 4; sh++)
+        for (int t = 0; t < 4; t++)
+            for (int ab = 0; ab < 16; ab++) {
+                spec s = {0, t & 1, t >> 1, shapes[sh][0], shapes[sh][1], shapes[sh][2],
+                          (size_t)(ab % 3) * 5, scalars[ab / 4], scalars[ab % 4]};
+                engine_case(&env, &s, &rng, "primes");
+            }
+    env_free(&env);
+}
+END_TEST
+
+/* Small forced blocking: K = KC - 1, KC, KC + 1, several K blocks;
+ * M = MC +- 1, N = NC +- 1, several blocks; also mc, nc that are not
+ * multiples of MR, NR. On 1, 2 and 3 threads. */
+START_TEST(test_forced_blocking)
+{
+    static const size_t blks[][3] = {{12, 16, 32}, {10, 7, 20}};
+    tu_rng rng;
+    tu_seed(&rng, 4);
+    size_t n = 0;
+    for (size_t bi = 0; bi < 2; bi++) {
+        size_t mc = blks[bi][0], kc = blks[bi][1], nc = blks[bi][2];
+        const size_t Ms[] = {mc - 1, mc, mc + 1, 2 * mc + 3};
+        const size_t Ns[] = {nc - 1, nc, nc + 1, 2 * nc + 5};
+        const size_t Ks[] = {kc - 1, kc, kc + 1, 3 * kc + 5};
+        for (int th = 0; th < TU_N_THREAD_COUNTS; th++) {
+            bpi_gemm_env env = env_small(mc, kc, nc, tu_thread_counts[th]);
+            for (size_t i = 0; i < 4; i++)
+                for (size_t j = 0; j < 4; j++)
+                    for (size_t k = 0; k < 4; k++, n++) {
+                        spec s = {0, (int)(n & 1), (int)((n >> 1) & 1), Ms[i], Ns[j], Ks[k],
+                                  n % 2, scalars[n % 4], scalars[(n / 4) % 4]};
+                        engine_case(&env, &s, &rng, "forced blocking");
+                    }
+            /* Big enough that the engine really uses the threads (12.6
+             * MFLOP), with few K blocks: under valgrind every barrier of a
+             * 2-thread team costs milliseconds of libgomp spinning. */
+            spec big = {0, 1, 0, 300, 300, 70, 1, 0.5f, -1.0f};
+            engine_case(&env, &big, &rng, "forced blocking, threaded");
+            env_free(&env);
+        }
+    }
+}
+END_TEST
+
+/* The typical blocking at its edges: K = KC +- 1, M = MC +- 1, N = NC +- 1. */
+START_TEST(test_typical_blocking_edges)
+{
+    bpi_gemm_blocking blk = typical_blocking();
+    tu_rng rng;
+    tu_seed(&rng, 5);
+    bpi_gemm_env env = env_new(blk, 2);
+    for (size_t d = 0; d < 3; d++) {
+        spec k_edge = {0, (int)(d & 1), 0, 9, 17, blk.kc - 1 + d, 1, 1.0f, 0.5f};
+        engine_case(&env, &k_edge, &rng, "K edge");
+    }
+    spec mn_edges[] = {
+        {0, 0, 1, blk.mc - 1, blk.nc + 1, 3, 0, -1.0f, 1.0f},
+        {0, 1, 0, blk.mc + 1, blk.nc - 1, 2, 2, 0.5f, 0.0f},
+    };
+    for (size_t i = 0; i < 2; i++)
+        engine_case(&env, &mn_edges[i], &rng, "M/N edge");
+    env_free(&env);
+}
+END_TEST
+
+/* beta = 0 overwrites a NaN C; alpha = 0 and K = 0 never read A or B. */
+START_TEST(test_nan_and_zero)
+{
+    bpi_gemm_env env = env_new(typical_blocking(), 2);
+    tu_rng rng;
+    tu_seed(&rng, 6);
+    for (int t = 0; t < 4; t++) {
+        for (int a = 0; a < 4; a++) {
+            spec s = {0, t & 1, t >> 1, 13, 29, 11, (size_t)t, scalars[a], 0.0f};
+            problem p = problem_new(&s, &rng, FILL_INT, FILL_NAN);
+            run_engine(&env, &p);
+            check_exact(&p, "beta = 0, C NaN");
+            problem_free(&p);
+        }
+        for (int b = 0; b < 4; b++) {
+            spec s = {0, t & 1, t >> 1, 13, 29, 11, 1, 0.0f, scalars[b]};
+            problem p = problem_new(&s, &rng, FILL_NAN, FILL_INT);
+            run_engine(&env, &p);
+            check_exact(&p, "alpha = 0, A and B NaN");
+            problem_free(&p);
+        }
+    }
+    /* K = 0: C = beta C; A and B are NULL. */
+    for (int b = 0; b < 4; b++) {
+        spec s = {0, 0, 0, 7, 9, 0, 2, 1.0f, scalars[b]};
+        problem p = problem_new(&s, &rng, FILL_INT, b == 0 ? FILL_NAN : FILL_INT);
+        bpi_sgemm(&env, 0, 0, 7, 9, 0, 1.0f, NULL, 1, NULL, 9, scalars[b], p.c.x, p.c.ld);
+        check_exact(&p, "K = 0");
+        problem_free(&p);
+    }
+    env_free(&env);
+}
+END_TEST
+
+/* M = 0 or N = 0: C (and everything else) untouched. */
+START_TEST(test_empty)
+{
+    bpi_gemm_env env = env_new(typical_blocking(), 2);
+    float c[12];
+    for (int i = 0; i < 12; i++)
+        c[i] = (float)i;
+    bpi_sgemm(&env, 0, 0, 0, 3, 4, 1.0f, NULL, 4, NULL, 3, 0.0f, c, 3);
+    bpi_sgemm(&env, 1, 1, 4, 0, 4, 1.0f, NULL, 4, NULL, 4, 0.0f, c, 3);
+    bpi_sgemm(&env, 0, 0, 0, 0, 0, 0.0f, NULL, 1, NULL, 1, 0.0f, NULL, 1);
+    for (int i = 0; i < 12; i++)
+        ck_assert(c[i] == (float)i);
+    env_free(&env);
+}
+END_TEST
+
+/* ------------------------------------------------------------ large sizes */
+
+/* C = op(A) op(B) (alpha 1, beta 0) on real data in [-1, 1], checked by
+ * y = C t against z = op(A) (op(B) t) in double for a random t.
+ * Tolerance: each C_ij is a float sum of K products, in K blocks, so
+ * |C_ij - exact| <= gamma * (|op(A)| |op(B)|)_ij with gamma = (K + blocks) u
+ * / (1 - ...) <= 2 K u (u = 2^-24; the standard recursive-summation bound).
+ * Hence |y_i - z_i| <= 2 K u sum_j (|op(A)| |op(B)|)_ij |t_j| + (double
+ * rounding, ~1e-16 relative). A wrong or missing element shifts y_i by about
+ * |C_ij t_j|, ~1e3 times this bound for K <= 700. */
+static void projection_check(const bpi_gemm_env *env, const spec *s, tu_rng *rng)
+{
+    problem p = problem_new(s, rng, FILL_REAL, FILL_NAN);
+    run_engine(env, &p);
+    double *t = malloc(s->N * sizeof(double));
+    double *bt = malloc(s->K * sizeof(double)), *abs_bt = malloc(s->K * sizeof(double));
+    ck_assert(t && bt && abs_bt);
+    for (size_t j = 0; j < s->N; j++)
+        t[j] = tu_uniform(rng, -1.0, 1.0);
+    for (size_t k = 0; k < s->K; k++) {
+        bt[k] = abs_bt[k] = 0.0;
+        for (size_t j = 0; j < s->N; j++) {
+            double bkj = op_at(p.b.x, p.b.ld, 0, s->trans_b, k, j);
+            bt[k] += bkj * t[j];
+            abs_bt[k] += fabs(bkj) * fabs(t[j]);
+        }
+    }
+    for (size_t i = 0; i < s->M; i++) {
+        double y = 0.0, z = 0.0, bound = 0.0;
+        for (size_t j = 0; j < s->N; j++)
+            y += (double)p.c.x[i * p.c.ld + j] * t[j];
+        for (size_t k = 0; k < s->K; k++) {
+            double aik = op_at(p.a.x, p.a.ld, 0, s->trans_a, i, k);
+            z += aik * bt[k];
+            bound += fabs(aik) * abs_bt[k];
+        }
+        double tol = 2.0 * (double)s->K * 0x1p-24 * bound + 1e-12;
+        if (!(fabs(y - z) <= tol))
+            ck_assert_msg(0, "row %zu of %zux%zux%zu: |y - z| = %g > %g",
+                          i, s->M, s->N, s->K, fabs(y - z), tol);
+    }
+    free(t);
+    free(bt);
+    free(abs_bt);
+    problem_free(&p);
+}
+
+START_TEST(test_large_projection)
+{
+    bpi_gemm_env env = env_new(typical_blocking(), 2);
+    tu_rng rng;
+    tu_seed(&rng, 7);
+    spec s1 = {0, 1, 1, 300, 500, 700, 3, 1.0f, 0.0f};
+    spec s2 = {0, 0, 0, 1000, 1000, 300, 0, 1.0f, 0.0f};
+    projection_check(&env, &s1, &rng);
+    projection_check(&env, &s2, &rng);
+    env_free(&env);
+}
+END_TEST
+
+/* ------------------------------------------------------------- threading */
+
+/* C computed on 1 thread, then on every count in tu_thread_counts, on real
+ * data (rounding differences would show): identical bytes. */
+static void threads_bitwise(bpi_gemm_blocking blk, const spec *s, tu_rng *rng)
+{
+    problem p = problem_new(s, rng, FILL_REAL, FILL_REAL);
+    size_t bytes = p.c.lines * p.c.ld * sizeof(float);
+    float *first = malloc(bytes);
+    ck_assert_ptr_nonnull(first);
+    for (int th = 0; th < TU_N_THREAD_COUNTS; th++) {
+        bpi_gemm_env env = env_new(blk, tu_thread_counts[th]);
+        memcpy(p.c.x, p.c_before, bytes);
+        run_engine(&env, &p);
+        if (th == 0)
+            memcpy(first, p.c.x, bytes);
+        char buf[200];
+        describe(s, buf, sizeof buf);
+        ck_assert_msg(memcmp(first, p.c.x, bytes) == 0, "%s: %d threads differ from 1",
+                      buf, tu_thread_counts[th]);
+        env_free(&env);
+    }
+    free(first);
+    problem_free(&p);
+}
+
+START_TEST(test_threads_bitwise)
+{
+    tu_rng rng;
+    tu_seed(&rng, 8);
+    bpi_gemm_blocking typical = typical_blocking(), small = {12, 48, 64};
+    /* Shapes above the engine's threading threshold (4 MFLOP per thread)
+     * except the first two; the small blocking gives several B panels and
+     * K blocks per call, but few (barriers are slow under valgrind). */
+    const struct { spec s; int small; } cases[] = {
+        {{0, 0, 0, 37, 53, 71, 1, 1.0f, 0.0f}, 0},
+        {{0, 1, 1, 97, 13, 101, 0, -1.0f, 0.5f}, 1},
+        {{0, 0, 1, 200, 300, 250, 2, 0.5f, 1.0f}, 0},   /* split over M */
+        {{0, 0, 1, 200, 300, 250, 2, 0.5f, 1.0f}, 1},
+        {{0, 1, 0, 6, 2100, 500, 0, 1.0f, -1.0f}, 0},   /* few rows: split over N */
+        {{0, 0, 0, 161, 203, 199, 1, 1.0f, 0.5f}, 1},
+        {{0, 1, 1, 161, 203, 199, 1, 1.0f, 0.5f}, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        threads_bitwise(cases[i].small ? small : typical, &cases[i].s, &rng);
+}
+END_TEST
+
+/* Called from inside a parallel region, each caller runs on its own thread
+ * and gets the serial result. */
+START_TEST(test_inside_parallel)
+{
+#if BP_HAVE_OPENMP
+    tu_rng rng;
+    tu_seed(&rng, 9);
+    spec s = {0, 0, 1, 120, 150, 130, 1, 1.0f, 0.0f};
+    problem p[2];
+    bpi_gemm_env env[2];
+    for (int i = 0; i < 2; i++) {
+        p[i] = problem_new(&s, &rng, FILL_INT, FILL_INT);
+        env[i] = env_new(typical_blocking(), 2);
+    }
+#pragma omp parallel for num_threads(2)
+    for (int i = 0; i < 2; i++)
+        run_engine(&env[i], &p[i]);
+    for (int i = 0; i < 2; i++) {
+        check_exact(&p[i], "inside a parallel region");
+        env_free(&env[i]);
+        problem_free(&p[i]);
+    }
+#endif
+}
+END_TEST
+
+/* ------------------------------------------------------------ public API */
+
+static void public_case(bp_ctx *ctx, const spec *s, tu_rng *rng)
+{
+    problem p = problem_new(s, rng, FILL_INT, FILL_INT);
+    bp_status st = bp_sgemm(ctx, s->col_major ? BP_COL_MAJOR : BP_ROW_MAJOR,
+                            s->trans_a ? BP_TRANS : BP_NO_TRANS,
+                            s->trans_b ? BP_TRANS : BP_NO_TRANS, s->M, s->N, s->K,
+                            s->alpha, p.a.x, p.a.ld, p.b.x, p.b.ld, s->beta, p.c.x, p.c.ld);
+    ck_assert_msg(st == BP_OK, "bp_sgemm: %s", bp_last_error());
+    check_exact(&p, ctx ? "bp_sgemm" : "bp_sgemm, NULL ctx");
+    problem_free(&p);
+}
+
+START_TEST(test_public_layouts)
+{
+    bp_ctx *ctx = NULL;
+    ck_assert_int_eq(bp_ctx_create(&ctx, 2), BP_OK);
+    tu_rng rng;
+    tu_seed(&rng, 10);
+    for (int layout = 0; layout < 2; layout++)
+        for (int t = 0; t < 4; t++)
+            for (int use_ctx = 0; use_ctx < 2; use_ctx++) {
+                spec s = {layout, t & 1, t >> 1, 13, 17, 19, (size_t)t, 0.5f, -1.0f};
+                public_case(use_ctx ? ctx : NULL, &s, &rng);
+                spec big = {layout, t & 1, t >> 1, 70, 90, 110, 1, 1.0f, 0.5f};
+                public_case(use_ctx ? ctx : NULL, &big, &rng);
+            }
+    bp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* A and B may be NULL when not read, C when M or N is 0. */
+START_TEST(test_public_null_allowed)
+{
+    float c[6] = {1, 2, 3, 4, 5, 6};
+    ck_assert_int_eq(bp_sgemm(NULL, BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 2, 3, 4,
+                              0.0f, NULL, 4, NULL, 3, 2.0f, c, 3), BP_OK);
+    ck_assert(c[5] == 12.0f);
+    ck_assert_int_eq(bp_sgemm(NULL, BP_COL_MAJOR, BP_TRANS, BP_TRANS, 2, 3, 0,
+                              1.0f, NULL, 1, NULL, 3, 0.0f, c, 2), BP_OK);
+    ck_assert(c[0] == 0.0f && c[5] == 0.0f);
+    ck_assert_int_eq(bp_sgemm(NULL, BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 0, 3, 4,
+                              1.0f, NULL, 4, NULL, 3, 0.0f, NULL, 3), BP_OK);
+}
+END_TEST
+
+typedef struct bad_call {
+    bp_layout layout;
+    bp_transpose ta, tb;
+    size_t M, N, K, lda, ldb, ldc;
+    int null_a, null_b, null_c;
+    const char *names;  /* the message must contain this */
+} bad_call;
+
+/* Baseline M = 3, N = 4, K = 5; each line breaks one thing. */
+static const bad_call bad_calls[] = {
+    {(bp_layout)100, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 5, 4, 4, 0, 0, 0, "layout"},
+    {BP_ROW_MAJOR, (bp_transpose)0, BP_NO_TRANS, 3, 4, 5, 5, 4, 4, 0, 0, 0, "transA"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, (bp_transpose)113, 3, 4, 5, 5, 4, 4, 0, 0, 0, "transB"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 4, 4, 4, 0, 0, 0, "lda"},
+    {BP_ROW_MAJOR, BP_TRANS, BP_NO_TRANS, 3, 4, 5, 2, 4, 4, 0, 0, 0, "lda"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 5, 3, 4, 0, 0, 0, "ldb"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_TRANS, 3, 4, 5, 5, 4, 4, 0, 0, 0, "ldb"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 5, 4, 3, 0, 0, 0, "ldc"},
+    {BP_COL_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 2, 5, 3, 0, 0, 0, "lda"},
+    {BP_COL_MAJOR, BP_TRANS, BP_NO_TRANS, 3, 4, 5, 4, 5, 3, 0, 0, 0, "lda"},
+    {BP_COL_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 3, 4, 3, 0, 0, 0, "ldb"},
+    {BP_COL_MAJOR, BP_NO_TRANS, BP_TRANS, 3, 4, 5, 3, 3, 3, 0, 0, 0, "ldb"},
+    {BP_COL_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 3, 5, 2, 0, 0, 0, "ldc"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 5, 4, 4, 1, 0, 0, "A is NULL"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 5, 4, 4, 0, 1, 0, "B is NULL"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 5, 4, 4, 0, 0, 1, "C is NULL"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 0, 5, 4, 0, 0, 0, 0, "ldc"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 0, 4, 5, 0, 4, 4, 0, 0, 0, "lda"},
+    /* Extents overflowing size_t. */
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, SIZE_MAX / 2, 4, 5, 5, 4, 4, 0, 0, 0, "A overflows"},
+    {BP_ROW_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, 4, 5, 5, SIZE_MAX / 3, 4, 0, 0, 0, "B overflows"},
+    {BP_COL_MAJOR, BP_NO_TRANS, BP_NO_TRANS, 3, SIZE_MAX / 8, 5, 3, 5, 3, 0, 0, 0, "B overflows"},
+};
+
+START_TEST(test_public_invalid)
+{
+    bp_ctx *ctx = NULL;
+    ck_assert_int_eq(bp_ctx_create(&ctx, 2), BP_OK);
+    float a[64], b[64], c[64], c_before[64];
+    for (int i = 0; i < 64; i++) {
+        a[i] = b[i] = 1.0f;
+        c[i] = c_before[i] = (float)i;
+    }
+    for (size_t i = 0; i < sizeof bad_calls / sizeof bad_calls[0]; i++) {
+        const bad_call *bc = &bad_calls[i];
+        bp_status st = bp_sgemm(i % 2 ? ctx : NULL, bc->layout, bc->ta, bc->tb,
+                                bc->M, bc->N, bc->K, 1.0f, bc->null_a ? NULL : a, bc->lda,
+                                bc->null_b ? NULL : b, bc->ldb, 0.0f,
+                                bc->null_c ? NULL : c, bc->ldc);
+        const char *msg = bp_last_error();
+        ck_assert_msg(st == BP_EINVAL, "bad call %zu: status %d", i, (int)st);
+        ck_assert_msg(msg && strstr(msg, bc->names), "bad call %zu: message '%s' lacks '%s'",
+                      i, msg ? msg : "(null)", bc->names);
+        ck_assert_msg(memcmp(c, c_before, sizeof c) == 0, "bad call %zu changed C", i);
+    }
+    bp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ main */
+
+static Suite *gemm_suite(void)
+{
+    Suite *s = suite_create("gemm");
+    TCase *engine = tcase_create("engine");
+    tcase_add_test(engine, test_blocking);
+    tcase_add_test(engine, test_kernel);
+    tcase_add_test(engine, test_small_shapes);
+    tcase_add_test(engine, test_primes_alpha_beta);
+    tcase_add_test(engine, test_forced_blocking);
+    tcase_add_test(engine, test_typical_blocking_edges);
+    tcase_add_test(engine, test_nan_and_zero);
+    tcase_add_test(engine, test_empty);
+    tcase_add_test(engine, test_large_projection);
+    tcase_add_test(engine, test_threads_bitwise);
+    tcase_add_test(engine, test_inside_parallel);
+    suite_add_tcase(s, engine);
+    TCase *api = tcase_create("bp_sgemm");
+    tcase_add_test(api, test_public_layouts);
+    tcase_add_test(api, test_public_null_allowed);
+    tcase_add_test(api, test_public_invalid);
+    suite_add_tcase(s, api);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(gemm_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
