@@ -92,6 +92,13 @@ BP_API int bp_ctx_threads(const bp_ctx *ctx);
 BP_API bp_status bp_ctx_set_threads(bp_ctx *ctx, int n_threads);
 /* Copy the topology summary into *info. */
 BP_API bp_status bp_ctx_topology(const bp_ctx *ctx, bp_topology_info *info);
+/* The instruction set of the GEMM micro-kernel this context runs: "avx512",
+ * "avx2", "neon" or "scalar". bp_ctx_create picks the best one the CPU (and
+ * the build: meson option simd) supports; the environment variable
+ * BP_ISA=scalar|avx2|avx512|neon, read at bp_ctx_create, forces one, and
+ * bp_ctx_create fails with BP_EUNSUPPORTED if it is unknown or not
+ * available. Empty string for a NULL ctx. */
+BP_API const char *bp_ctx_isa(const bp_ctx *ctx);
 
 /* ------------------------------------------------------------------ network */
 
@@ -312,6 +319,9 @@ BP_API const float *bp_dataset_features(const bp_dataset *ds);
 BP_API const int32_t *bp_dataset_labels(const bp_dataset *ds);
 BP_API const float *bp_dataset_targets(const bp_dataset *ds);
 
+/* An unlabelled dataset (from a reader, for prediction) has neither labels
+ * nor targets; training and evaluation reject it. */
+
 /* Number of classes of a labelled dataset: the largest label + 1 (0 for a
  * dataset with float targets). */
 BP_API size_t bp_dataset_n_classes(const bp_dataset *ds);
@@ -320,7 +330,8 @@ BP_API size_t bp_dataset_n_targets(const bp_dataset *ds);
 
 /* Load an IDX pair, the MNIST / Fashion-MNIST format: `images` holds
  * unsigned bytes of dimension 3 (n, rows, cols) or 2 (n, features), `labels`
- * unsigned bytes of dimension 1 (n). Either file may be gzip-compressed
+ * unsigned bytes of dimension 1 (n). With labels NULL the dataset is
+ * unlabelled: usable for prediction only. Either file may be gzip-compressed
  * (detected from its first bytes). Pixels are scaled to [0, 1]. Every header
  * field is checked against the real file size before anything is allocated;
  * errors (BP_EIO, BP_EFORMAT) name the file, the byte offset and what was
@@ -334,6 +345,9 @@ typedef struct bp_csv_options {
                             the end: -1 is the last column */
     size_t n_targets;    /* 0: the label column holds integer class labels >= 0;
                             k >= 1: k float target columns start at label_column */
+    int no_labels;       /* 1: every column is a feature and the dataset is
+                            unlabelled (for prediction); label_column and
+                            n_targets are then ignored */
 } bp_csv_options;
 
 /* Defaults: no header, ',', label in the last column, integer labels. */
@@ -368,6 +382,20 @@ BP_API bp_status bp_dataset_standardize(bp_dataset *ds, const float *mean, const
 BP_API bp_status bp_train_epoch(bp_net *net, bp_optim *opt, bp_dataset *ds,
                                 size_t batch, uint64_t seed, uint64_t epoch,
                                 float *mean_loss);
+
+/* Called after each mini-batch of bp_train_epoch_progress() with the batches
+ * done so far, the epoch's batch count and the batch's loss. Return 0 to go
+ * on, non-zero to stop the epoch after this batch (e.g. on Ctrl-C). */
+typedef int (*bp_progress_fn)(void *user, size_t batches_done, size_t n_batches,
+                              float batch_loss);
+
+/* bp_train_epoch with a progress callback (may be NULL). *batches_done (may
+ * be NULL) receives the batches applied, fewer than the epoch's when the
+ * callback stopped it; *mean_loss is then over the samples seen. */
+BP_API bp_status bp_train_epoch_progress(bp_net *net, bp_optim *opt, bp_dataset *ds,
+                                         size_t batch, uint64_t seed, uint64_t epoch,
+                                         float *mean_loss, bp_progress_fn progress,
+                                         void *user, size_t *batches_done);
 
 /* Mean loss and accuracy of the net on ds. Accuracy: argmax against the
  * label (softmax-CE); fraction of outputs on the right side of 0.5 (BCE);

@@ -48,6 +48,7 @@ static void ukr_scalar_4x8(size_t kc, const float *restrict a,
 
 const bpi_ukr bpi_ukr_scalar_4x8 = {
     .name = "scalar_4x8",
+    .isa = "scalar",
     .mr = MR,
     .nr = NR,
     .fn = ukr_scalar_4x8,

@@ -70,6 +70,14 @@ static bp_status io_fail(const csv_reader *r, const char *what, int err)
 /* Resolve label_column and n_targets against the first row's width. */
 static bp_status set_width(csv_reader *r, size_t fields)
 {
+    if (r->opt->no_labels) {
+        /* Every column is a feature: the label range is empty, past the end. */
+        r->width = fields;
+        r->width_line = r->line_no;
+        r->label_col = fields;
+        r->n_label_cols = 0;
+        return BP_OK;
+    }
     long lc = r->opt->label_column;
     size_t k = r->opt->n_targets ? r->opt->n_targets : 1;
     /* -(lc + 1) + 1 is |lc| without overflow at LONG_MIN. */
@@ -237,7 +245,11 @@ static bp_status load(csv_reader *r, bp_dataset **out)
 {
     BPI_TRY(scan(r));
     size_t n = r->n_rows;
-    BPI_TRY(bpi_dataset_alloc(&r->ds, n, r->width - r->n_label_cols, r->opt->n_targets, FN));
+    if (r->opt->no_labels)
+        BPI_TRY(bpi_dataset_alloc_unlabelled(&r->ds, n, r->width, FN));
+    else
+        BPI_TRY(bpi_dataset_alloc(&r->ds, n, r->width - r->n_label_cols, r->opt->n_targets,
+                                  FN));
     if (fseek(r->f, 0, SEEK_SET) != 0)
         return io_fail(r, "cannot rewind for the second pass", errno);
     BPI_TRY(scan(r));

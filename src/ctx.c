@@ -2,6 +2,7 @@
 
 #include "alloc.h"
 #include "bp_config.h"
+#include "cpu.h"
 #include "ctx.h"
 #include "error.h"
 
@@ -28,7 +29,7 @@ static int default_threads(const bp_topology_info *topo)
 /* (Re)allocate the GEMM workspace for n_threads; on failure ctx is unchanged. */
 static bp_status set_workspace(bp_ctx *ctx, int n_threads, const char *fn)
 {
-    size_t floats = bpi_gemm_workspace_floats(&ctx->gemm.blk, n_threads);
+    size_t floats = bpi_gemm_workspace_floats(ctx->gemm.ukr, &ctx->gemm.blk, n_threads);
     size_t bytes;
     if (!bpi_mul(floats, sizeof(float), &bytes))
         return bpi_fail(BP_ENOMEM, "%s: GEMM workspace size overflows", fn);
@@ -49,11 +50,14 @@ bp_status bp_ctx_create(bp_ctx **out, int n_threads)
     if (n_threads < 0 || n_threads > BPI_MAX_THREADS)
         return bpi_fail(BP_EINVAL, "bp_ctx_create: n_threads is %d (expected 0..%d)",
                         n_threads, BPI_MAX_THREADS);
+    const bpi_ukr *ukr;
+    BPI_TRY(bpi_ukr_choose(&ukr, "bp_ctx_create"));
     bp_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return bpi_fail(BP_ENOMEM, "bp_ctx_create: cannot allocate the context");
     bpi_topology_detect(&ctx->topo);
-    bpi_gemm_blocking_init(&ctx->gemm.blk, &ctx->topo);
+    ctx->gemm.ukr = ukr;
+    bpi_gemm_blocking_init(&ctx->gemm.blk, ukr, &ctx->topo);
 #if !BP_HAVE_OPENMP
     n_threads = 1;
 #endif
@@ -102,4 +106,9 @@ bp_status bp_ctx_topology(const bp_ctx *ctx, bp_topology_info *info)
         return bpi_fail(BP_EINVAL, "bp_ctx_topology: %s is NULL", !ctx ? "ctx" : "info");
     *info = ctx->topo;
     return BP_OK;
+}
+
+const char *bp_ctx_isa(const bp_ctx *ctx)
+{
+    return ctx ? ctx->gemm.ukr->isa : "";
 }

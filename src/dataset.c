@@ -37,6 +37,15 @@ bp_status bpi_dataset_alloc(bp_dataset **out, size_t n, size_t n_features, size_
     return BP_OK;
 }
 
+bp_status bpi_dataset_alloc_unlabelled(bp_dataset **out, size_t n, size_t n_features,
+                                       const char *fn)
+{
+    BPI_TRY(bpi_dataset_alloc(out, n, n_features, 0, fn));
+    bpi_free((*out)->labels);
+    (*out)->labels = NULL;
+    return BP_OK;
+}
+
 bp_status bp_dataset_create(bp_dataset **out, size_t n, size_t n_features, const float *X,
                             const int32_t *labels, const float *targets, size_t n_targets)
 {
@@ -104,14 +113,17 @@ static bp_status subset(const bp_dataset *src, const size_t *rows, size_t n, bp_
                         const char *fn)
 {
     bp_dataset *ds;
-    BPI_TRY(bpi_dataset_alloc(&ds, n, src->n_features, src->n_targets, fn));
+    if (src->labels || src->targets)
+        BPI_TRY(bpi_dataset_alloc(&ds, n, src->n_features, src->n_targets, fn));
+    else
+        BPI_TRY(bpi_dataset_alloc_unlabelled(&ds, n, src->n_features, fn));
     size_t nf = src->n_features, nt = src->n_targets;
     for (size_t k = 0; k < n; k++) {
         size_t r = rows[k];
         memcpy(ds->X + k * nf, src->X + r * nf, nf * sizeof(float));
         if (src->labels)
             ds->labels[k] = src->labels[r];
-        else
+        else if (src->targets)
             memcpy(ds->targets + k * nt, src->targets + r * nt, nt * sizeof(float));
     }
     *out = ds;

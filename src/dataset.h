@@ -7,7 +7,7 @@ struct bp_dataset {
     size_t n, n_features, n_targets; /* n_targets 0: int labels */
     float *X;          /* (n, n_features) */
     int32_t *labels;   /* (n) or NULL */
-    float *targets;    /* (n, n_targets) or NULL */
+    float *targets;    /* (n, n_targets) or NULL; both NULL: unlabelled */
     size_t *order;     /* (n) the current epoch's permutation */
 };
 
@@ -16,5 +16,9 @@ struct bp_dataset {
  * checked for overflow; fn names the caller in messages. */
 bp_status bpi_dataset_alloc(bp_dataset **ds, size_t n, size_t n_features, size_t n_targets,
                             const char *fn);
+
+/* Same, with no labels nor targets (features only, for prediction). */
+bp_status bpi_dataset_alloc_unlabelled(bp_dataset **ds, size_t n, size_t n_features,
+                                       const char *fn);
 
 #endif

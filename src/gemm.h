@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "backprop.h"
+#include "ukr.h"
 
 /* Cache blocking (in elements): KC rows of a packed B panel and columns of
  * a packed A block, MC rows of an A block, NC columns of a B panel. */
@@ -31,16 +32,21 @@ typedef struct bpi_gemm_blocking {
 } bpi_gemm_blocking;
 
 typedef struct bpi_gemm_env {
+    const bpi_ukr *ukr;     /* the micro-kernel; blk and workspace derive from it */
     bpi_gemm_blocking blk;
     int n_threads;
-    float *workspace;       /* bpi_gemm_workspace_floats(&blk, n_threads) floats, 64-byte aligned */
+    float *workspace;       /* bpi_gemm_workspace_floats(ukr, &blk, n_threads) floats,
+                               64-byte aligned */
 } bpi_gemm_env;
 
-/* Derive blocking from the (already clamped) cache sizes of `topo`. */
-void bpi_gemm_blocking_init(bpi_gemm_blocking *blk, const bp_topology_info *topo);
+/* Derive blocking for kernel ukr from the (already clamped) cache sizes of
+ * `topo`. */
+void bpi_gemm_blocking_init(bpi_gemm_blocking *blk, const bpi_ukr *ukr,
+                            const bp_topology_info *topo);
 
 /* Floats of packing workspace the engine needs for n_threads threads. */
-size_t bpi_gemm_workspace_floats(const bpi_gemm_blocking *blk, int n_threads);
+size_t bpi_gemm_workspace_floats(const bpi_ukr *ukr, const bpi_gemm_blocking *blk,
+                                 int n_threads);
 
 void bpi_sgemm(const bpi_gemm_env *env, int transA, int transB,
                size_t M, size_t N, size_t K, float alpha,

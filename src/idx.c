@@ -296,8 +296,24 @@ static bp_status read_data(idx_file *s)
     return BP_OK;
 }
 
+/* The images alone: an unlabelled dataset. */
+static bp_status load_images(idx_file *img, bp_dataset **out)
+{
+    BPI_TRY(file_open(img));
+    BPI_TRY(read_header(img, 1));
+    BPI_TRY(read_data(img));
+    bp_dataset *ds;
+    BPI_TRY(bpi_dataset_alloc_unlabelled(&ds, img->n, img->n_features, FN));
+    for (size_t i = 0; i < img->data_bytes; i++)
+        ds->X[i] = (float)img->data[i] / 255.0f;
+    *out = ds;
+    return BP_OK;
+}
+
 static bp_status load_pair(idx_file *img, idx_file *lab, bp_dataset **out)
 {
+    if (!lab->path)
+        return load_images(img, out);
     BPI_TRY(file_open(img));
     BPI_TRY(read_header(img, 1));
     BPI_TRY(file_open(lab));
@@ -320,8 +336,8 @@ static bp_status load_pair(idx_file *img, idx_file *lab, bp_dataset **out)
 
 bp_status bp_dataset_load_idx(bp_dataset **ds, const char *images, const char *labels)
 {
-    if (!ds || !images || !labels)
-        return bpi_fail(BP_EINVAL, FN ": %s is NULL", !ds ? "ds" : !images ? "images" : "labels");
+    if (!ds || !images)
+        return bpi_fail(BP_EINVAL, FN ": %s is NULL", !ds ? "ds" : "images");
     /* Two files of about 17 KiB each: on the heap, not the caller's stack. */
     idx_file *img = bpi_alloc(2 * sizeof *img);
     if (!img)

@@ -49,6 +49,8 @@ static bp_status check_data(const bp_net *net, const bp_dataset *ds, size_t batc
     if (batch == 0 || batch > net->max_batch)
         return bpi_fail(BP_EINVAL, "%s: batch is %zu (expected 1..max_batch %zu)", fn, batch,
                         net->max_batch);
+    if (!ds->labels && !ds->targets)
+        return bpi_fail(BP_EINVAL, "%s: the dataset is unlabelled (no labels nor targets)", fn);
     if (ds->n_features != net->n_in)
         return bpi_fail(BP_EINVAL, "%s: dataset has %zu features, the net takes %zu", fn,
                         ds->n_features, net->n_in);
@@ -89,25 +91,53 @@ static void gather(bp_net *net, const bp_dataset *ds, size_t start, size_t B)
     }
 }
 
-bp_status bp_train_epoch(bp_net *net, bp_optim *opt, bp_dataset *ds, size_t batch,
-                         uint64_t seed, uint64_t epoch, float *mean_loss)
+static bp_status epoch_run(bp_net *net, bp_optim *opt, bp_dataset *ds, size_t batch,
+                           uint64_t seed, uint64_t epoch, float *mean_loss,
+                           bp_progress_fn progress, void *user, size_t *batches_done,
+                           const char *fn)
 {
-    const char *fn = "bp_train_epoch";
     BPI_TRY(check_pair(net, opt, fn));
     BPI_TRY(check_data(net, ds, batch, fn));
     shuffle(ds, seed, epoch);
+    size_t n_batches = (ds->n + batch - 1) / batch, done = 0, seen = 0;
     double total = 0.0;
+    bp_status s = BP_OK;
     for (size_t start = 0; start < ds->n; start += batch) {
         size_t B = ds->n - start < batch ? ds->n - start : batch;
         gather(net, ds, start, B);
         float loss;
-        BPI_TRY(step(net, opt, net->batch_x, ds->labels ? net->batch_labels : NULL,
-                     ds->labels ? NULL : net->batch_targets, B, &loss, fn));
+        s = step(net, opt, net->batch_x, ds->labels ? net->batch_labels : NULL,
+                 ds->labels ? NULL : net->batch_targets, B, &loss, fn);
+        if (s != BP_OK)
+            break;
         total += (double)loss * (double)B;
+        seen += B;
+        done++;
+        if (progress && progress(user, done, n_batches, loss) != 0)
+            break;
     }
+    if (s != BP_OK)
+        return s;
+    if (batches_done)
+        *batches_done = done;
     if (mean_loss)
-        *mean_loss = (float)(total / (double)ds->n);
+        *mean_loss = seen ? (float)(total / (double)seen) : 0.0f;
     return BP_OK;
+}
+
+bp_status bp_train_epoch(bp_net *net, bp_optim *opt, bp_dataset *ds, size_t batch,
+                         uint64_t seed, uint64_t epoch, float *mean_loss)
+{
+    return epoch_run(net, opt, ds, batch, seed, epoch, mean_loss, NULL, NULL, NULL,
+                     "bp_train_epoch");
+}
+
+bp_status bp_train_epoch_progress(bp_net *net, bp_optim *opt, bp_dataset *ds, size_t batch,
+                                  uint64_t seed, uint64_t epoch, float *mean_loss,
+                                  bp_progress_fn progress, void *user, size_t *batches_done)
+{
+    return epoch_run(net, opt, ds, batch, seed, epoch, mean_loss, progress, user,
+                     batches_done, "bp_train_epoch_progress");
 }
 
 /* Correct predictions in the last forward of B rows starting at row `start`. */

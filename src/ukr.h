@@ -19,22 +19,24 @@
  *    float's, but the framework passes 64-byte aligned panels.
  *  - No allocation, no global state: kernels run concurrently on threads.
  *
- * Adding an ISA (AVX2+FMA, AVX-512, NEON): write simd/ukr_<isa>.c defining a
- * `const bpi_ukr bpi_ukr_<isa>_<MR>x<NR>` descriptor, declare it below, and
- * add it to the dispatch table in gemm.c with its CPU-support test. The loops
- * and packing take MR and NR from the descriptor and need no change. MR and
- * NR must not exceed BPI_UKR_MR_MAX and BPI_UKR_NR_MAX (they size the local
- * edge tile).
+ * Adding an ISA: write simd/ukr_<isa>.c (compiled with that ISA's target
+ * flags, see meson.build) defining a `const bpi_ukr bpi_ukr_<isa>_<MR>x<NR>`
+ * descriptor, declare it below, and add it to the dispatch table in cpu.c
+ * with the CPU feature it needs. The loops and packing take MR and NR from
+ * the descriptor and need no change. MR and NR must not exceed
+ * BPI_UKR_MR_MAX and BPI_UKR_NR_MAX (they size the local edge tile).
  */
 #ifndef BP_UKR_H
 #define BP_UKR_H
 
 #include <stddef.h>
 
-/* Bounds on the register block of any kernel: 16 x 32 covers AVX-512's
- * 14x32 / 16x16 blocks and NEON's 8x12 with room to spare. */
+#include "bp_config.h"
+
+/* Bounds on the register block of any kernel: 16 x 48 covers AVX-512's
+ * 8x48 / 14x32, AVX2's 6x16 and NEON's 8x12 with room to spare. */
 #define BPI_UKR_MR_MAX 16
-#define BPI_UKR_NR_MAX 32
+#define BPI_UKR_NR_MAX 48
 
 /* C (MR, NR) = alpha a (MR, kc) b (kc, NR) + beta C; layouts above. */
 typedef void (*bpi_ukr_fn)(size_t kc, const float *restrict a,
@@ -44,15 +46,21 @@ typedef void (*bpi_ukr_fn)(size_t kc, const float *restrict a,
 /* A kernel descriptor: what the framework needs to drive a kernel. */
 typedef struct bpi_ukr {
     const char *name;   /* "<isa>_<MR>x<NR>", e.g. "scalar_4x8" */
+    const char *isa;    /* "scalar", "avx2", "avx512", "neon" (BP_ISA's names) */
     size_t mr, nr;      /* register block: rows and columns of the C tile */
     bpi_ukr_fn fn;
 } bpi_ukr;
 
-/* Portable C kernel (simd/ukr_scalar.c): always available. */
+/* Portable C kernel (simd/ukr_scalar.c): always built, runs anywhere. */
 extern const bpi_ukr bpi_ukr_scalar_4x8;
-
-/* The kernel the GEMM engine uses on this CPU. Always the same kernel for
- * the life of the process (blocking and workspace sizes depend on it). */
-const bpi_ukr *bpi_ukr_select(void);
+#if BP_HAVE_AVX2
+extern const bpi_ukr bpi_ukr_avx2_6x16;     /* simd/ukr_avx2.c, AVX2 + FMA */
+#endif
+#if BP_HAVE_AVX512
+extern const bpi_ukr bpi_ukr_avx512_8x48;   /* simd/ukr_avx512.c, AVX-512F */
+#endif
+#if BP_HAVE_NEON
+extern const bpi_ukr bpi_ukr_neon_8x12;     /* simd/ukr_neon.c, aarch64 ASIMD */
+#endif
 
 #endif

@@ -591,7 +591,6 @@ START_TEST(idx_empty_missing_and_arguments)
                 NULL);
     EXPECT_FAIL(bp_dataset_load_idx(&ds, g_dir, fx("lab")), BP_EIO, g_dir, NULL);
     EXPECT_FAIL(bp_dataset_load_idx(&ds, NULL, fx("lab")), BP_EINVAL, NULL, "images");
-    EXPECT_FAIL(bp_dataset_load_idx(&ds, fx("img3"), NULL), BP_EINVAL, NULL, "labels");
     ck_assert_int_eq(bp_dataset_load_idx(NULL, fx("img3"), fx("lab")), BP_EINVAL);
 }
 END_TEST
@@ -948,6 +947,62 @@ static void split_order(const bp_dataset *ds, uint64_t seed, int *order)
     bp_dataset_destroy(va);
 }
 
+/* Images without labels, and a CSV of features only: unlabelled datasets
+ * that predict can use and training refuses. */
+START_TEST(unlabelled_datasets)
+{
+    write_idx_fixtures();
+    bp_dataset *labelled = load_idx_ok("img3.gz", "lab.gz"), *ds = NULL;
+    EXPECT_OK(bp_dataset_load_idx(&ds, fx("img3.gz"), NULL));
+    ck_assert_uint_eq(bp_dataset_size(ds), bp_dataset_size(labelled));
+    ck_assert_uint_eq(bp_dataset_n_features(ds), bp_dataset_n_features(labelled));
+    ck_assert_mem_eq(bp_dataset_features(ds), bp_dataset_features(labelled),
+                     bp_dataset_size(ds) * bp_dataset_n_features(ds) * sizeof(float));
+    ck_assert_ptr_null(bp_dataset_labels(ds));
+    ck_assert_ptr_null(bp_dataset_targets(ds));
+    ck_assert_uint_eq(bp_dataset_n_classes(ds), 0);
+
+    bp_ctx *ctx;
+    bp_net *net;
+    bp_optim *opt;
+    bp_optim_config cfg;
+    bp_layer_spec layer = {3, BP_ACT_IDENTITY, 0};
+    EXPECT_OK(bp_ctx_create(&ctx, 1));
+    EXPECT_OK(bp_net_create(&net, ctx, bp_dataset_n_features(ds), 1, &layer,
+                            BP_HEAD_SOFTMAX_CE, 4));
+    EXPECT_OK(bp_optim_config_default(&cfg, BP_OPTIM_SGD));
+    EXPECT_OK(bp_optim_create(&opt, net, &cfg));
+    float loss = 1.5f, acc = 2.5f;
+    ck_assert_int_eq(bp_train_epoch(net, opt, ds, 4, 1, 0, &loss), BP_EINVAL);
+    ck_assert_ptr_nonnull(strstr(bp_last_error(), "unlabelled"));
+    ck_assert_int_eq(bp_evaluate(net, ds, 4, &loss, &acc), BP_EINVAL);
+    ck_assert(loss == 1.5f && acc == 2.5f);
+    bp_optim_destroy(opt);
+    bp_net_destroy(net);
+    bp_ctx_destroy(ctx);
+    bp_dataset_destroy(ds);
+    bp_dataset_destroy(labelled);
+
+    bp_csv_options o;
+    EXPECT_OK(bp_csv_options_default(&o));
+    o.no_labels = 1;
+    o.label_column = 99; /* ignored */
+    write_text("features.csv", "1,2,3\n4,5,6\n");
+    ds = load_csv_ok("features.csv", &o);
+    ck_assert_uint_eq(bp_dataset_size(ds), 2);
+    ck_assert_uint_eq(bp_dataset_n_features(ds), 3);
+    ck_assert_ptr_null(bp_dataset_labels(ds));
+    const float X[] = {1, 2, 3, 4, 5, 6};
+    check_floats(bp_dataset_features(ds), X, 6);
+    bp_dataset *tr = NULL, *va = NULL;
+    EXPECT_OK(bp_dataset_split(ds, 0.5, 3, &tr, &va));
+    ck_assert_ptr_null(bp_dataset_labels(tr));
+    bp_dataset_destroy(tr);
+    bp_dataset_destroy(va);
+    bp_dataset_destroy(ds);
+}
+END_TEST
+
 START_TEST(split_is_a_reproducible_permutation)
 {
     bp_dataset *ds = ten_rows();
@@ -1067,6 +1122,7 @@ static Suite *suite(void)
     tcase_add_test(idx, idx_count_mismatch);
     tcase_add_test(idx, idx_trailing_bytes);
     tcase_add_test(idx, idx_empty_missing_and_arguments);
+    tcase_add_test(idx, unlabelled_datasets);
     tcase_add_test(idx, idx_fashion_mnist);
     tcase_set_timeout(idx, 120);
     suite_add_tcase(s, idx);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bp_config.h"
+#include "cpu.h"
 #include "ctx.h"
 #include "gemm.h"
 #include "testutil.h"
@@ -27,6 +28,10 @@
 #endif
 
 /* ---------------------------------------------------------------- helpers */
+
+/* The kernel under test: main() runs the whole suite once for every kernel
+ * this CPU supports (forked test processes inherit it). */
+static const bpi_ukr *cur_ukr;
 
 /* A matrix in memory: `lines` runs of `len` floats, ld apart (rows when
  * row-major, columns when column-major). Padding (ld > len) holds NaN. */
@@ -196,15 +201,15 @@ static bpi_gemm_blocking typical_blocking(void)
     topo.l2_bytes = 1024 * 1024;
     topo.l3_bytes = 8 * 1024 * 1024;
     bpi_gemm_blocking blk;
-    bpi_gemm_blocking_init(&blk, &topo);
+    bpi_gemm_blocking_init(&blk, cur_ukr, &topo);
     return blk;
 }
 
 /* An env as a context builds it: workspace of bpi_gemm_workspace_floats(). */
 static bpi_gemm_env env_new(bpi_gemm_blocking blk, int n_threads)
 {
-    bpi_gemm_env env = {blk, n_threads, NULL};
-    size_t bytes = bpi_gemm_workspace_floats(&blk, n_threads) * sizeof(float);
+    bpi_gemm_env env = {cur_ukr, blk, n_threads, NULL};
+    size_t bytes = bpi_gemm_workspace_floats(cur_ukr, &blk, n_threads) * sizeof(float);
     bytes = (bytes + 63) / 64 * 64;
     env.workspace = aligned_alloc(64, bytes);
     ck_assert_ptr_nonnull(env.workspace);
@@ -239,7 +244,7 @@ static void check_blocking(const bpi_gemm_blocking *blk, const bpi_ukr *u)
 
 START_TEST(test_blocking)
 {
-    const bpi_ukr *u = bpi_ukr_select();
+    const bpi_ukr *u = cur_ukr;
     ck_assert_ptr_nonnull(u);
     ck_assert(u->fn != NULL);
     ck_assert_uint_ge(u->mr, 1);
@@ -250,30 +255,30 @@ START_TEST(test_blocking)
     /* Unknown caches (0) take the documented fallbacks 32 KiB / 1 MiB / 8 MiB. */
     bp_topology_info unknown = {0};
     bpi_gemm_blocking fallback, typical = typical_blocking();
-    bpi_gemm_blocking_init(&fallback, &unknown);
+    bpi_gemm_blocking_init(&fallback, u, &unknown);
     ck_assert_uint_eq(fallback.kc, typical.kc);
     ck_assert_uint_eq(fallback.mc, typical.mc);
     ck_assert_uint_eq(fallback.nc, typical.nc);
     check_blocking(&typical, u);
-    /* KC: (MR + NR) KC 4 bytes within half of L1d. */
-    ck_assert_uint_le((u->mr + u->nr) * typical.kc * 4, 16 * 1024);
+    /* KC: (MR + NR) KC 4 bytes within L1d. */
+    ck_assert_uint_le((u->mr + u->nr) * typical.kc * 4, 32 * 1024);
 
     /* Absurd sizes clamp into range. */
     bp_topology_info tiny = {0}, huge = {0};
     tiny.l1d_bytes = tiny.l2_bytes = tiny.l3_bytes = 1024;
     huge.l1d_bytes = huge.l2_bytes = huge.l3_bytes = (size_t)1 << 40;
     bpi_gemm_blocking blk;
-    bpi_gemm_blocking_init(&blk, &tiny);
+    bpi_gemm_blocking_init(&blk, u, &tiny);
     check_blocking(&blk, u);
-    bpi_gemm_blocking_init(&blk, &huge);
+    bpi_gemm_blocking_init(&blk, u, &huge);
     check_blocking(&blk, u);
 
     /* Workspace: one shared B panel plus one A block per thread. */
-    size_t w1 = bpi_gemm_workspace_floats(&typical, 1);
-    size_t w3 = bpi_gemm_workspace_floats(&typical, 3);
+    size_t w1 = bpi_gemm_workspace_floats(u, &typical, 1);
+    size_t w3 = bpi_gemm_workspace_floats(u, &typical, 3);
     ck_assert_uint_ge(w1, typical.kc * typical.nc + typical.mc * typical.kc);
     ck_assert_uint_ge(w3 - w1, 2 * typical.mc * typical.kc);
-    ck_assert_uint_eq(bpi_gemm_workspace_floats(&typical, 0), w1);
+    ck_assert_uint_eq(bpi_gemm_workspace_floats(u, &typical, 0), w1);
 }
 END_TEST
 
@@ -281,7 +286,7 @@ END_TEST
  * reading a NaN C, kc = 0 giving beta C. */
 START_TEST(test_kernel)
 {
-    const bpi_ukr *u = bpi_ukr_select();
+    const bpi_ukr *u = cur_ukr;
     tu_rng rng;
     tu_seed(&rng, 1);
     size_t kc = 9, mr = u->mr, nr = u->nr, ldc = nr + 3;
@@ -316,7 +321,7 @@ END_TEST
  * (alpha, beta) cycling through all 16 pairs of {0, 1, -1, 0.5}. */
 START_TEST(test_small_shapes)
 {
-    const bpi_ukr *u = bpi_ukr_select();
+    const bpi_ukr *u = cur_ukr;
     bpi_gemm_env env = env_new(typical_blocking(), 1);
     static const size_t ks[] = {1, 2, 7, 17};
     tu_rng rng;
@@ -698,11 +703,101 @@ START_TEST(test_public_invalid)
 }
 END_TEST
 
+/* ------------------------------------------------------------- dispatch */
+
+/* Restores BP_ISA as the test found it. */
+static void set_isa_env(const char *value)
+{
+    if (value)
+        ck_assert_int_eq(setenv("BP_ISA", value, 1), 0);
+    else
+        ck_assert_int_eq(unsetenv("BP_ISA"), 0);
+}
+
+/* bp_ctx_create with BP_ISA = isa: its status, and the context's ISA. */
+static bp_status ctx_with_isa(const char *isa, char *got, size_t n)
+{
+    char *saved = getenv("BP_ISA") ? strdup(getenv("BP_ISA")) : NULL;
+    set_isa_env(isa);
+    bp_ctx *ctx = NULL;
+    bp_status st = bp_ctx_create(&ctx, 1);
+    snprintf(got, n, "%s", st == BP_OK ? bp_ctx_isa(ctx) : "");
+    bp_ctx_destroy(ctx);
+    set_isa_env(saved);
+    free(saved);
+    return st;
+}
+
+/* BP_ISA picks any kernel this CPU runs, and refuses the others, unknown
+ * names and ISAs of other architectures with BP_EUNSUPPORTED. */
+START_TEST(test_dispatch_env)
+{
+    static const char *const isas[] = {"scalar", "avx2", "avx512", "neon"};
+    char got[32];
+    for (size_t i = 0; i < 4; i++) {
+        int runs = 0;
+        for (size_t k = 0; k < bpi_ukr_count(); k++)
+            if (strcmp(bpi_ukr_at(k)->isa, isas[i]) == 0 && bpi_ukr_runs_here(bpi_ukr_at(k)))
+                runs = 1;
+        bp_status st = ctx_with_isa(isas[i], got, sizeof got);
+        if (runs) {
+            ck_assert_msg(st == BP_OK, "BP_ISA=%s: %s", isas[i], bp_last_error());
+            ck_assert_str_eq(got, isas[i]);
+        } else {
+            ck_assert_int_eq(st, BP_EUNSUPPORTED);
+            ck_assert_ptr_nonnull(strstr(bp_last_error(), isas[i]));
+        }
+    }
+    ck_assert_int_eq(ctx_with_isa("sse9", got, sizeof got), BP_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(bp_last_error(), "not an ISA name"));
+    ck_assert_int_eq(ctx_with_isa("scalar", got, sizeof got), BP_OK);
+    ck_assert_str_eq(got, "scalar");
+}
+END_TEST
+
+/* The table: the scalar kernel last and always runnable; every kernel within
+ * the MR/NR bounds. Without BP_ISA a context takes the first runnable one;
+ * BP_EXPECT_ISA (set by CI runs under emulated CPUs) says which that is. */
+START_TEST(test_dispatch_default)
+{
+    size_t n = bpi_ukr_count();
+    ck_assert_uint_ge(n, 1);
+    ck_assert_ptr_eq(bpi_ukr_at(n - 1), &bpi_ukr_scalar_4x8);
+    ck_assert_ptr_null(bpi_ukr_at(n));
+    ck_assert(bpi_ukr_runs_here(&bpi_ukr_scalar_4x8));
+    const bpi_ukr *best = NULL;
+    for (size_t k = 0; k < n; k++) {
+        const bpi_ukr *u = bpi_ukr_at(k);
+        ck_assert(u->mr >= 1 && u->mr <= BPI_UKR_MR_MAX);
+        ck_assert(u->nr >= 1 && u->nr <= BPI_UKR_NR_MAX);
+        if (!best && bpi_ukr_runs_here(u))
+            best = u;
+    }
+    char got[32];
+    ck_assert_int_eq(ctx_with_isa(NULL, got, sizeof got), BP_OK);
+    ck_assert_str_eq(got, best->isa);
+    ck_assert_str_eq(bp_ctx_isa(NULL), "");
+
+    /* With the environment as the test runner set it (CI sets BP_ISA in
+     * some runs): BP_ISA wins, and BP_EXPECT_ISA names the outcome. */
+    const char *env_isa = getenv("BP_ISA");
+    bp_ctx *ctx = NULL;
+    ck_assert_msg(bp_ctx_create(&ctx, 1) == BP_OK, "%s", bp_last_error());
+    snprintf(got, sizeof got, "%s", bp_ctx_isa(ctx));
+    bp_ctx_destroy(ctx);
+    if (env_isa && *env_isa)
+        ck_assert_str_eq(got, env_isa);
+    const char *expect = getenv("BP_EXPECT_ISA");
+    if (expect && *expect)
+        ck_assert_msg(strcmp(got, expect) == 0, "selected %s, expected %s", got, expect);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ main */
 
 static Suite *gemm_suite(void)
 {
-    Suite *s = suite_create("gemm");
+    Suite *s = suite_create(cur_ukr->name);
     TCase *engine = tcase_create("engine");
     tcase_add_test(engine, test_blocking);
     tcase_add_test(engine, test_kernel);
@@ -716,19 +811,55 @@ static Suite *gemm_suite(void)
     tcase_add_test(engine, test_threads_bitwise);
     tcase_add_test(engine, test_inside_parallel);
     suite_add_tcase(s, engine);
+    return s;
+}
+
+/* What does not depend on the kernel under test: once. */
+static Suite *api_suite(void)
+{
+    Suite *s = suite_create("api");
     TCase *api = tcase_create("bp_sgemm");
     tcase_add_test(api, test_public_layouts);
     tcase_add_test(api, test_public_null_allowed);
     tcase_add_test(api, test_public_invalid);
     suite_add_tcase(s, api);
+    TCase *dispatch = tcase_create("dispatch");
+    tcase_add_test(dispatch, test_dispatch_env);
+    tcase_add_test(dispatch, test_dispatch_default);
+    suite_add_tcase(s, dispatch);
     return s;
 }
 
-int main(void)
+/* Runs one suite; returns its number of failed tests. */
+static int run_suite(Suite *suite)
 {
-    SRunner *sr = srunner_create(gemm_suite());
+    SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    return failed;
+}
+
+/* The engine suite for every kernel this CPU runs (not only the one a
+ * context would pick), one runner each (the tests read cur_ukr when they
+ * run), then the API and dispatch suite. BP_TEST_ISA=<isa> limits the
+ * engine suite to that kernel (CI under a slow emulator). */
+int main(void)
+{
+    const char *only = getenv("BP_TEST_ISA");
+    int failed = 0;
+    for (size_t k = 0; k < bpi_ukr_count(); k++) {
+        const bpi_ukr *u = bpi_ukr_at(k);
+        int skip = only && *only && strcmp(only, u->isa) != 0;
+        printf("test_gemm: kernel %s: %s\n", u->name,
+               !bpi_ukr_runs_here(u) ? "not supported by this CPU"
+               : skip ? "skipped (BP_TEST_ISA)" : "testing");
+        fflush(stdout);
+        if (!bpi_ukr_runs_here(u) || skip)
+            continue;
+        cur_ukr = u;
+        failed += run_suite(gemm_suite());
+    }
+    failed += run_suite(api_suite());
     return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
