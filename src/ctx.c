@@ -4,6 +4,7 @@
 #include "bp_config.h"
 #include "cpu.h"
 #include "ctx.h"
+#include "dist.h"
 #include "error.h"
 
 #if BP_HAVE_OPENMP
@@ -76,6 +77,9 @@ void bp_ctx_destroy(bp_ctx *ctx)
 {
     if (!ctx)
         return;
+#if BP_HAVE_MPI
+    bpi_dist_free(ctx->dist);
+#endif
     bpi_free(ctx->gemm.workspace);
     free(ctx);
 }

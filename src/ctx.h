@@ -10,6 +10,7 @@ struct bp_ctx {
     int n_threads;
     bp_topology_info topo;
     bpi_gemm_env gemm;      /* workspace owned by the context */
+    struct bpi_dist *dist;  /* MPI training state (src/mpi.c); NULL without a communicator */
 };
 
 /* Fill *topo from hwloc (when built with it) or with fallbacks, with cache

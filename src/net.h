@@ -25,6 +25,11 @@ typedef struct bpi_layer {
     float *dZ;           /* (max_batch, n_out) dL/dZ */
 } bpi_layer;
 
+/* Called by the backward pass as soon as layer `layer`'s dW and db are final
+ * (layers come last to first), e.g. to start their all-reduce while the
+ * rest of the backward pass runs. */
+typedef void (*bpi_grads_ready_fn)(void *user, size_t layer);
+
 struct bp_net {
     bp_ctx *ctx;
     size_t n_in, n_layers, max_batch;
@@ -43,6 +48,8 @@ struct bp_net {
     size_t batch;            /* rows of the last forward, 0 before any */
     const float *x_last;     /* input of the last forward */
     int want_input_grad;
+    bpi_grads_ready_fn grads_ready;  /* NULL: nobody listens */
+    void *grads_ready_user;
 };
 
 /* Validate (layer, which) and return the tensor's float offset and size. */

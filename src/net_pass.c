@@ -150,6 +150,8 @@ bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targ
         bpi_act_backward(L->act, L->alpha, L->Z, L->A, L->dA, L->dZ, B * L->n_out, nt);
         bpi_dense_backward(&net->ctx->gemm, L->dZ, X, L->W, L->dW, L->db, dX, B, L->n_in,
                            L->n_out);
+        if (net->grads_ready)
+            net->grads_ready(net->grads_ready_user, i);
     }
     if (loss)
         *loss = (float)mean;

@@ -2,11 +2,14 @@
 #include <math.h>
 #include <string.h>
 
+#include "bp_config.h"
 #include "dataset.h"
+#include "dist.h"
 #include "error.h"
 #include "net.h"
 #include "optim.h"
 #include "rng.h"
+#include "train.h"
 
 static bp_status check_pair(const bp_net *net, const bp_optim *opt, const char *fn)
 {
@@ -31,6 +34,10 @@ bp_status bp_train_step(bp_net *net, bp_optim *opt, const float *X, const int32_
 {
     const char *fn = "bp_train_step";
     BPI_TRY(check_pair(net, opt, fn));
+#if BP_HAVE_MPI
+    if (net->ctx->dist)
+        return bpi_dist_step(net, opt, X, labels, targets, B, loss, fn);
+#endif
     if (!X)
         return bpi_fail(BP_EINVAL, "%s: X is NULL", fn);
     if (B == 0 || B > net->max_batch)
@@ -41,8 +48,8 @@ bp_status bp_train_step(bp_net *net, bp_optim *opt, const float *X, const int32_
 }
 
 /* The dataset must fit the net: width, and labels or targets as the head wants. */
-static bp_status check_data(const bp_net *net, const bp_dataset *ds, size_t batch,
-                            const char *fn)
+bp_status bpi_train_check_data(const bp_net *net, const bp_dataset *ds, size_t batch,
+                               const char *fn)
 {
     if (!ds)
         return bpi_fail(BP_EINVAL, "%s: ds is NULL", fn);
@@ -63,7 +70,7 @@ static bp_status check_data(const bp_net *net, const bp_dataset *ds, size_t batc
 
 /* The epoch's order depends only on (seed, epoch): identity, then a
  * Fisher-Yates shuffle from a generator seeded with both. */
-static void shuffle(bp_dataset *ds, uint64_t seed, uint64_t epoch)
+void bpi_train_shuffle(bp_dataset *ds, uint64_t seed, uint64_t epoch)
 {
     bpi_rng rng;
     bpi_rng_seed(&rng, seed ^ (0x9E3779B97F4A7C15ull * (epoch + 1)));
@@ -78,7 +85,7 @@ static void shuffle(bp_dataset *ds, uint64_t seed, uint64_t epoch)
 }
 
 /* Copy rows order[start .. start+B) into the net's staging buffers. */
-static void gather(bp_net *net, const bp_dataset *ds, size_t start, size_t B)
+void bpi_train_gather(bp_net *net, const bp_dataset *ds, size_t start, size_t B)
 {
     size_t nf = ds->n_features, nt = ds->n_targets;
     for (size_t k = 0; k < B; k++) {
@@ -97,14 +104,19 @@ static bp_status epoch_run(bp_net *net, bp_optim *opt, bp_dataset *ds, size_t ba
                            const char *fn)
 {
     BPI_TRY(check_pair(net, opt, fn));
-    BPI_TRY(check_data(net, ds, batch, fn));
-    shuffle(ds, seed, epoch);
+#if BP_HAVE_MPI
+    if (net->ctx->dist)
+        return bpi_dist_epoch(net, opt, ds, batch, seed, epoch, mean_loss, progress, user,
+                              batches_done, fn);
+#endif
+    BPI_TRY(bpi_train_check_data(net, ds, batch, fn));
+    bpi_train_shuffle(ds, seed, epoch);
     size_t n_batches = (ds->n + batch - 1) / batch, done = 0, seen = 0;
     double total = 0.0;
     bp_status s = BP_OK;
     for (size_t start = 0; start < ds->n; start += batch) {
         size_t B = ds->n - start < batch ? ds->n - start : batch;
-        gather(net, ds, start, B);
+        bpi_train_gather(net, ds, start, B);
         float loss;
         s = step(net, opt, net->batch_x, ds->labels ? net->batch_labels : NULL,
                  ds->labels ? NULL : net->batch_targets, B, &loss, fn);
@@ -168,7 +180,7 @@ bp_status bp_evaluate(bp_net *net, const bp_dataset *ds, size_t batch, float *lo
     const char *fn = "bp_evaluate";
     if (!net)
         return bpi_fail(BP_EINVAL, "%s: net is NULL", fn);
-    BPI_TRY(check_data(net, ds, batch, fn));
+    BPI_TRY(bpi_train_check_data(net, ds, batch, fn));
     double total = 0.0, correct = 0.0;
     for (size_t start = 0; start < ds->n; start += batch) {
         size_t B = ds->n - start < batch ? ds->n - start : batch;

@@ -56,6 +56,8 @@ static const opt_def options[] = {
     {"--save", C_TRAIN, T_STR, AT(save), 0, 0},
     {"--resume", C_TRAIN, T_STR, AT(resume), 0, 0},
     {"--metrics", C_TRAIN, T_STR, AT(metrics), 0, 0},
+    {"--mpi-exact", C_TRAIN, T_FLAG, AT(mpi_exact), 0, 0},
+    {"--mpi-shards", C_TRAIN, T_SIZE, AT(mpi_shards), 1, 1 << 20},
     {"--images", C_PREDICT, T_STR, AT(images), 0, 0},
     {"--csv", C_PREDICT, T_STR, AT(input_csv), 0, 0},
     {"--no-labels", C_PREDICT, T_FLAG, AT(no_labels), 0, 0},
@@ -350,6 +352,11 @@ const char *cli_usage(cli_command command)
                "  --save FILE           checkpoint after every epoch (atomic) and at the end\n"
                "  --resume FILE         continue from a checkpoint up to --epochs in all\n"
                "  --metrics FILE        one JSON object per epoch, one per line\n"
+               "MPI (mpirun -np N backprop train ...: --batch rows per rank, rank 0 writes):\n"
+               "  --mpi-exact           fixed-order gradient sum: bitwise the same for any\n"
+               "                        rank count dividing the shards\n"
+               "  --mpi-shards S        shards per global batch (default: the ranks; exact\n"
+               "                        mode: a multiple of them, e.g. S on one process)\n"
                "Ctrl-C finishes the current batch, saves (with --save) and exits with 130.\n";
     case CLI_EVAL:
         return "usage: backprop eval MODEL [--data DIR | --test-csv F [--csv-header]\n"

@@ -46,6 +46,8 @@ typedef struct cli_args {
     const char *save;
     const char *resume;
     const char *metrics;
+    int mpi_exact;            /* --mpi-exact: fixed-order reduction */
+    size_t mpi_shards;        /* --mpi-shards: 0 = the rank count */
     int progress;             /* -1 auto (on a terminal), 0 off, 1 on */
     /* eval / predict */
     const char *model;

@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "dist.h"
 
 int main(int argc, char **argv)
 {
@@ -20,7 +21,7 @@ int main(int argc, char **argv)
     }
     switch (a.command) {
     case CLI_VERSION: printf("backprop %s\n", bp_version_string()); return 0;
-    case CLI_TRAIN: return cli_train(&a);
+    case CLI_TRAIN: return cli_dist_finish(cli_dist_init(&a) ? 1 : cli_train(&a));
     case CLI_EVAL: return cli_eval(&a);
     case CLI_PREDICT: return cli_predict(&a);
     case CLI_INFO: return cli_info(&a);

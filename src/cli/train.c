@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "stats.h"
 
 static volatile sig_atomic_t interrupted;
@@ -138,7 +139,8 @@ static int new_model(run *r)
     if (s != BP_OK)
         return cli_fail("creating the net", s);
     bp_optim_config cfg = a->optim;
-    size_t per_epoch = (bp_dataset_size(r->train) + a->batch - 1) / a->batch;
+    size_t global = a->batch * (a->mpi_shards ? a->mpi_shards : (size_t)cli_dist_size());
+    size_t per_epoch = (bp_dataset_size(r->train) + global - 1) / global;
     if (cfg.schedule == BP_SCHED_COSINE && cfg.total_steps == 0)
         cfg.total_steps = a->epochs * per_epoch; /* the whole run */
     s = bp_optim_create(&r->opt, r->net, &cfg);
@@ -170,7 +172,7 @@ static int progress(void *user, size_t done, size_t n_batches, float loss)
                 (double)loss, rate, eta);
         b->last_draw = t;
     }
-    return interrupted;
+    return cli_dist_any(interrupted);
 }
 
 /* ------------------------------------------------------------ epochs */
@@ -185,7 +187,7 @@ static void json_number(FILE *f, const char *key, double v)
 
 static int save(const run *r, uint64_t epochs_done)
 {
-    if (!r->a->save)
+    if (!r->a->save || cli_dist_rank() != 0)
         return 0;
     bp_kv meta[4];
     size_t n = cli_stats_meta(r->mean, r->std, bp_net_n_in(r->net), meta, 4);
@@ -223,6 +225,8 @@ static void report(const run *r, uint64_t e, const epoch_result *x)
 {
     const char *on = r->val ? "val" : "test";
     double rate = (double)bp_dataset_size(r->train) / x->seconds;
+    if (cli_dist_rank() != 0)
+        return;
     printf("epoch %3llu  train loss %.4f  %s loss %.4f  %s accuracy %.4f  %.2f s  %.0f samples/s\n",
            (unsigned long long)e + 1, (double)x->train_loss, on, (double)x->eval_loss, on,
            (double)x->eval_acc, x->seconds, rate);
@@ -245,6 +249,9 @@ static int finish(run *r)
     bp_status s = bp_evaluate(r->net, r->test, r->a->batch, &loss, &acc);
     if (s != BP_OK)
         return cli_fail("evaluating", s);
+    if (cli_dist_rank() != 0)
+        return 0;
+    cli_dist_report(r->ctx);
     printf("final test loss %.4f  test accuracy %.4f\n", (double)loss, (double)acc);
     if (r->metrics && r->val) {
         fprintf(r->metrics, "{\"final\": true");
@@ -258,7 +265,8 @@ static int finish(run *r)
 static int train_loop(run *r)
 {
     const cli_args *a = r->a;
-    bar b = {isatty(STDERR_FILENO) && a->progress != 0, 0, a->epochs, a->batch, 0, 0, 0};
+    bar b = {isatty(STDERR_FILENO) && a->progress != 0 && cli_dist_rank() == 0, 0, a->epochs,
+             a->batch * (a->mpi_shards ? a->mpi_shards : (size_t)cli_dist_size()), 0, 0, 0};
     for (uint64_t e = r->first_epoch; e < a->epochs; e++) {
         epoch_result x;
         if (one_epoch(r, e, &b, &x))
@@ -266,11 +274,12 @@ static int train_loop(run *r)
         if (interrupted) {
             /* The epoch is incomplete: the checkpoint records the epochs
              * completed, so --resume replays this one from its start. */
-            fprintf(stderr, "backprop: interrupted after %zu batches of epoch %llu\n",
-                    x.batches, (unsigned long long)e + 1);
+            if (cli_dist_rank() == 0)
+                fprintf(stderr, "backprop: interrupted after %zu batches of epoch %llu\n",
+                        x.batches, (unsigned long long)e + 1);
             if (save(r, e))
                 return 1;
-            if (a->save)
+            if (a->save && cli_dist_rank() == 0)
                 fprintf(stderr, "backprop: checkpoint saved to %s\n", a->save);
             return EXIT_INTERRUPTED;
         }
@@ -293,7 +302,9 @@ int cli_train(const cli_args *a)
         cli_fail("context", s);
         goto out;
     }
-    if (a->metrics && !(r.metrics = fopen(a->metrics, a->resume ? "a" : "w"))) {
+    /* Under MPI only rank 0 prints, writes metrics and saves. */
+    if (a->metrics && cli_dist_rank() == 0 &&
+        !(r.metrics = fopen(a->metrics, a->resume ? "a" : "w"))) {
         perror(a->metrics);
         goto out;
     }
@@ -301,9 +312,13 @@ int cli_train(const cli_args *a)
     if (a->resume ? resume_model(&r) || setup_data(&r) || check_resumed(&r)
                   : setup_data(&r) || new_model(&r))
         goto out;
-    printf("backprop %s: %zu training samples, %zu inputs, %zu layers, %zu parameters, "
-           "%d threads\n", bp_version_string(), bp_dataset_size(r.train), bp_net_n_in(r.net),
-           bp_net_n_layers(r.net), bp_net_n_params(r.net), bp_ctx_threads(r.ctx));
+    if (cli_dist_setup(r.ctx, r.net, r.opt, a))
+        goto out;
+    if (cli_dist_rank() == 0)
+        printf("backprop %s: %zu training samples, %zu inputs, %zu layers, %zu parameters, "
+               "%d threads\n", bp_version_string(), bp_dataset_size(r.train),
+               bp_net_n_in(r.net), bp_net_n_layers(r.net), bp_net_n_params(r.net),
+               bp_ctx_threads(r.ctx));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
