@@ -3,14 +3,22 @@
  *
  *   C (M, N) = alpha op(A) (M, K) op(B) (K, N) + beta C      (row-major)
  *
- *   for jc in 0..N step NC:                    B panel columns
- *     for pc in 0..K step KC:                  K block (beta on the first only)
- *       pack op(B)(pc:pc+KC, jc:jc+NC)  -> packed_b, NR-wide micro-panels  (shared)
- *       for ic in this thread's rows step MC:
- *         pack op(A)(ic:ic+MC, pc:pc+KC) -> packed_a, MR-tall micro-panels (private)
- *         for jr in this thread's micro-panels of the B panel:
+ *   for jc in 0..N step NC:                    columns of C
+ *     for ic in this thread's rows step MC:    rows of C
+ *       for pc in 0..K step KC:                K block (beta on the first only)
+ *         pack op(A)(ic:ic+MC, pc:pc+KC) -> packed_a, MR-tall micro-panels (L2)
+ *         for jr in this thread's NR strips of jc:jc+NC:
+ *           pack op(B)(pc:pc+KC, jr:jr+NR) -> strip, one micro-panel     (L1)
  *           for ir in 0..MC step MR:
- *             micro-kernel: C(ic+ir, jc+jr) (MR, NR) = alpha a b + beta_k C
+ *             micro-kernel: C(ic+ir, jr) (MR, NR) = alpha a b + beta_k C
+ *
+ * Unlike BLIS there is no B panel shared in L3: each B micro-panel is packed
+ * by the thread that uses it, just before its MC / MR kernel calls, so it is
+ * written into L1 and read from there, and threads never wait for each other
+ * (no barriers). The price is packing B once per MC block of rows instead of
+ * once: ceil(M / MC) times, against MC / MR >= 32 kernel calls per packing.
+ * For the skinny products of MLP training (M = batch <= MC) B is packed
+ * exactly once either way.
  *
  * Why each element's bits are independent of tiling and thread count: its
  * value is alpha * (sum over p of one K block, p increasing) combined with C
@@ -78,23 +86,30 @@ void bpi_gemm_blocking_init(bpi_gemm_blocking *blk, const bpi_ukr *ukr,
     size_t f = sizeof(float);
 
     /* KC: per k step the kernel reads one column of the A micro-panel
-     * (MR x KC) and one row of the B micro-panel (KC x NR) and nothing else
-     * (C is touched once per call); the B micro-panel is reused for every A
-     * micro-panel of the block, so both together fill L1d:
-     *   (MR + NR) KC 4 <= L1d.
-     * 48 KiB, 8x48 (AVX-512): 49152 / 224 = 219 -> 208; 6x16: 561 -> 560;
-     * 32 KiB, 4x8: 682 -> 672. Measured on 256x1024x1024 NN, AVX-512, 1
-     * thread: KC 96 128 GFLOP/s, 192 134, 256 136, 512 137 (flat above
-     * ~200, the C update per K block being amortised). */
-    blk->kc = clamp_multiple(l1d / (f * (ukr->mr + ukr->nr)), KC_MIN, KC_MAX,
+     * (MR x KC) and one row of the B micro-panel (KC x NR). Both fitting L1d,
+     * (MR + NR) KC 4 <= L1d, was the classic rule, but each kernel call also
+     * loads and stores its MR x NR tile of C once per K block, from L2 or L3;
+     * twice as deep amortises that, and the B micro-panel then streams from
+     * L2 beside the A block (224 bytes per k step per 12 cycles of FMAs for
+     * 8x48, far below L2's bandwidth):
+     *   (MR + NR) KC 4 <= 2 L1d.
+     * 48 KiB, 8x48 (AVX-512): 98304 / 224 = 438 -> 432; 6x16: 1123 -> 1024
+     * (KC_MAX); 32 KiB, 4x8: 1365 -> 1024. Measured, AVX-512, 1 thread,
+     * GFLOP/s at KC 208 / 432 / 512 (MC 1024 / 600 / 512): 64x4096x4096 NT
+     * 91 / 98 / 100, 256x1024x1024 NT 135 / 138 / 140, 1024x1024x512 TN
+     * 122 / 125 / 131, 2048^3 NN 116 / 128 / 126, 64x1024x1024 NN 123 / 118
+     * / 111 (a shared, loaded VM: +-5 %). */
+    blk->kc = clamp_multiple(2 * l1d / (f * (ukr->mr + ukr->nr)), KC_MIN, KC_MAX,
                              KC_MULTIPLE);
     /* MC: the packed A block (MC x KC) is reused for every B micro-panel of
-     * the NC panel, so it lives in half of L2:  MC KC 4 <= L2 / 2.
-     * 2 MiB, KC 208:  MC = 1048576 / 832 = 1260 -> 1024 (MC_MAX). */
+     * the NC columns, so it lives in half of L2:  MC KC 4 <= L2 / 2.
+     * 2 MiB, KC 432:  MC = 1048576 / 1728 = 606 -> 600. */
     blk->mc = clamp_multiple(l2 / 2 / (f * blk->kc), MC_MIN, MC_MAX, ukr->mr);
-    /* NC: the packed B panel (KC x NC) is reused for every A block, so it
-     * lives in half of L3:  KC NC 4 <= L3 / 2.
-     * 32 MiB, KC 208:  NC = 16777216 / 832 -> 8160 (NC_MAX, multiple of NR). */
+    /* NC: the A block is packed once per NC columns, and the C block
+     * (MC x NC) is read and written once per K block. The rule of BLIS's
+     * shared B panel (KC x NC in half of L3, KC NC 4 <= L3 / 2) still bounds
+     * it: 32 MiB, KC 432: 16777216 / 1728 -> 8160 (NC_MAX, a multiple of
+     * NR), so the A block of an MLP layer is packed once. */
     blk->nc = clamp_multiple(l3 / 2 / (f * blk->kc), NC_MIN, NC_MAX, ukr->nr);
 }
 
@@ -114,17 +129,13 @@ static bpi_gemm_blocking effective_blocking(const bpi_gemm_blocking *blk,
     return e;
 }
 
-/* Workspace layout, in floats, each part starting 64-byte aligned:
- *   packed_b  (KC, NC)       one, shared by the threads
- *   packed_a  (MC, KC)       one per thread */
-static size_t packed_b_floats(const bpi_gemm_blocking *e)
+/* Workspace layout, in floats, each part starting 64-byte aligned, one
+ * pair per thread:
+ *   packed_a  (MC, KC)       the thread's A block
+ *   strip     (KC, NR)       the B micro-panel it is working on */
+static size_t thread_floats(const bpi_gemm_blocking *e, const bpi_ukr *ukr)
 {
-    return bpi_round_floats(e->kc * e->nc);
-}
-
-static size_t packed_a_floats(const bpi_gemm_blocking *e)
-{
-    return bpi_round_floats(e->mc * e->kc);
+    return bpi_round_floats(e->mc * e->kc) + bpi_round_floats(e->kc * ukr->nr);
 }
 
 size_t bpi_gemm_workspace_floats(const bpi_ukr *ukr, const bpi_gemm_blocking *blk,
@@ -132,9 +143,8 @@ size_t bpi_gemm_workspace_floats(const bpi_ukr *ukr, const bpi_gemm_blocking *bl
 {
     bpi_gemm_blocking e = effective_blocking(blk, ukr);
     size_t threads = n_threads > 1 ? (size_t)n_threads : 1;
-    size_t all_a, total;
-    if (!bpi_mul(threads, packed_a_floats(&e), &all_a) ||
-        !bpi_add(all_a, packed_b_floats(&e), &total))
+    size_t total;
+    if (!bpi_mul(threads, thread_floats(&e, ukr), &total))
         return SIZE_MAX; /* the caller's byte count overflows too and fails */
     return total;
 }
@@ -151,9 +161,8 @@ typedef struct gemm_job {
     const float *A, *B;
     size_t lda, ldb, ldc;
     float *C;
-    float *packed_b;            /* (KC, NC) */
-    float *packed_a;            /* n_threads blocks of a_stride floats */
-    size_t a_stride;
+    float *workspace;           /* n_threads areas of thread_floats() */
+    size_t t_stride;
 } gemm_job;
 
 /* Pack a kc x w piece of a matrix X viewed as X(p, r) (p along K, r along M
@@ -163,11 +172,16 @@ typedef struct gemm_job {
  * out of the kernel's arithmetic.
  *   r_contiguous:  X(p, r) = x[p*ld + r]    (op(B) = B, op(A) = A^T)
  *   otherwise:     X(p, r) = x[r*ld + p]    (op(B) = B^T, op(A) = A)
- * One routine packs both A (R = MR) and B (R = NR) in any transpose. */
+ * Full panels (w == R) go to the kernel's own routine when it has one
+ * (ukr.h); this portable one packs everything else. */
 static void pack_micro_panel(const float *x, size_t ld, int r_contiguous,
                              size_t p0, size_t kc, size_t r0, size_t w,
-                             size_t R, float *restrict dst)
+                             size_t R, bpi_pack_fn fast, float *restrict dst)
 {
+    if (w == R && fast) {
+        fast(r_contiguous ? x + p0 * ld + r0 : x + r0 * ld + p0, ld, kc, dst);
+        return;
+    }
     if (r_contiguous) {
         for (size_t p = 0; p < kc; p++) {
             const float *src = x + (p0 + p) * ld + r0;
@@ -178,8 +192,7 @@ static void pack_micro_panel(const float *x, size_t ld, int r_contiguous,
         /* A transpose: read along p, the contiguous direction of the source,
          * 8 lines r at a time, so each p writes 8 adjacent floats (32 bytes,
          * a vector store after gcc's SLP vectorisation) instead of 8 floats
-         * on 8 different cache lines. On 64x1024x1024 NT (the forward pass)
-         * this packing is the one non-kernel cost, read once per 64 rows. */
+         * on 8 different cache lines. */
         size_t r8 = w / 8 * 8;
         for (size_t r = 0; r < r8; r += 8) {
             const float *s0 = x + (r0 + r) * ld + p0;
@@ -208,17 +221,13 @@ static void pack_micro_panel(const float *x, size_t ld, int r_contiguous,
                 dst[p * R + r] = 0.0f;
 }
 
-/* Micro-panels [jp_lo, jp_hi) of the B panel op(B)(pc:pc+kc, jc:jc+nc),
- * each (kc, NR) at packed_b + jp * kc * NR. */
-static void pack_b_panels(const gemm_job *job, size_t pc, size_t kc, size_t jc,
-                          size_t nc, size_t jp_lo, size_t jp_hi)
+/* The B micro-panel op(B)(pc:pc+kc, j0:j0+w) (w <= NR) as (kc, NR). */
+static void pack_b_strip(const gemm_job *job, size_t pc, size_t kc, size_t j0, size_t w,
+                         float *strip)
 {
-    size_t nr = job->ukr->nr;
-    for (size_t jp = jp_lo; jp < jp_hi; jp++) {
-        size_t j0 = jp * nr;
-        pack_micro_panel(job->B, job->ldb, !job->trans_b, pc, kc, jc + j0,
-                         size_min(nr, nc - j0), nr, job->packed_b + jp * kc * nr);
-    }
+    const bpi_ukr *u = job->ukr;
+    pack_micro_panel(job->B, job->ldb, !job->trans_b, pc, kc, j0, w, u->nr,
+                     job->trans_b ? u->pack_b_cols : u->pack_b_rows, strip);
 }
 
 /* The A block op(A)(ic:ic+mc, pc:pc+kc) as ceil(mc/MR) micro-panels, each
@@ -226,10 +235,11 @@ static void pack_b_panels(const gemm_job *job, size_t pc, size_t kc, size_t jc,
 static void pack_a_block(const gemm_job *job, size_t ic, size_t mc, size_t pc,
                          size_t kc, float *packed_a)
 {
-    size_t mr = job->ukr->mr;
-    for (size_t i0 = 0; i0 < mc; i0 += mr)
+    const bpi_ukr *u = job->ukr;
+    bpi_pack_fn fast = job->trans_a ? u->pack_a_rows : u->pack_a_cols;
+    for (size_t i0 = 0; i0 < mc; i0 += u->mr)
         pack_micro_panel(job->A, job->lda, job->trans_a, pc, kc, ic + i0,
-                         size_min(mr, mc - i0), mr, packed_a + i0 * kc);
+                         size_min(u->mr, mc - i0), u->mr, fast, packed_a + i0 * kc);
 }
 
 /* ------------------------------------------------------ macro-kernel */
@@ -255,40 +265,31 @@ static void edge_tile(const bpi_ukr *ukr, size_t kc, const float *a, const float
         memcpy(c + i * ldc, tile + i * nr, sizeof(float) * w);
 }
 
-/* C(ic:ic+mc, jc + [jp_lo NR, jp_hi NR)) (mc, <= (jp_hi - jp_lo) NR), at c =
- * &C[ic][jc], from packed_a (mc/MR micro-panels of (kc, MR)) and micro-panels
- * [jp_lo, jp_hi) of packed_b ((kc, NR) each); nc bounds the last one.
- * jr outside, ir inside: one B micro-panel stays in L1 while the A block
- * streams from L2. */
-static void macro_kernel(const gemm_job *job, size_t mc, size_t nc, size_t kc,
-                         const float *packed_a, size_t jp_lo, size_t jp_hi,
-                         float *c, float beta)
+/* C(ic:ic+mc, j0:j0+w) (mc, w <= NR), at c = &C[ic][j0], from packed_a
+ * (ceil(mc/MR) micro-panels of (kc, MR)) and one B micro-panel b (kc, NR):
+ * b stays in L1 while the A block streams from L2. */
+static void macro_kernel(const gemm_job *job, size_t mc, size_t w, size_t kc,
+                         const float *packed_a, const float *b, float *c, float beta)
 {
     const bpi_ukr *ukr = job->ukr;
     size_t mr = ukr->mr, nr = ukr->nr, ldc = job->ldc;
-    for (size_t jp = jp_lo; jp < jp_hi; jp++) {
-        size_t j0 = jp * nr, w = size_min(nr, nc - j0);
-        const float *b = job->packed_b + jp * kc * nr;
-        for (size_t i0 = 0; i0 < mc; i0 += mr) {
-            size_t h = size_min(mr, mc - i0);
-            const float *a = packed_a + i0 * kc;
-            float *tile = c + i0 * ldc + j0;
-            if (h == mr && w == nr)
-                ukr->fn(kc, a, b, tile, ldc, job->alpha, beta);
-            else
-                edge_tile(ukr, kc, a, b, tile, ldc, h, w, job->alpha, beta);
-        }
+    for (size_t i0 = 0; i0 < mc; i0 += mr) {
+        size_t h = size_min(mr, mc - i0);
+        const float *a = packed_a + i0 * kc;
+        float *tile = c + i0 * ldc;
+        if (h == mr && w == nr)
+            ukr->fn(kc, a, b, tile, ldc, job->alpha, beta);
+        else
+            edge_tile(ukr, kc, a, b, tile, ldc, h, w, job->alpha, beta);
     }
 }
 
 /* ------------------------------------------------------------ threads */
 
 /* Work below this many flops per thread does not pay for waking a thread
- * and the two barriers per K block (a fork/join plus barriers costs a few
- * microseconds; 4 MFLOP is 0.2-0.4 ms of the scalar kernel). Measured so far
- * only above it: 160^3 (8 MFLOP) on 2 threads runs 1.7x faster than on one
- * (dev VM, scalar 4x8). The crossover itself is still to be measured, per
- * kernel, once the SIMD kernels land. */
+ * (a fork/join costs a few microseconds; there are no other barriers).
+ * Measured (1 against 2 threads, AVX-512 8x48, this VM): see
+ * threads_for(). */
 #define MIN_FLOPS_PER_THREAD 4.0e6
 
 /* Part `idx` of `units` split into `parts` nearly equal ranges [*lo, *hi). */
@@ -318,10 +319,13 @@ static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
 }
 
 /* Arrange nt threads as a tm x tn grid: tm split the rows of C (whole MR
- * blocks, each thread packing its own A blocks), tn split the B micro-panels
- * of each panel (whole NR blocks). Choose the factorisation with the fewest
- * tiles on the busiest thread; on a tie the larger tm (no A block packed
- * twice). All threads compute the same grid. */
+ * blocks), tn the NR strips of each NC block. A thread packs the A blocks
+ * of its rows and the B strips of its columns, so a split over rows packs B
+ * tm times and a split over columns packs A tn times. Choose the
+ * factorisation with the fewest tiles on the busiest thread; on a tie split
+ * the dimension with more blocks (the operand packed twice is the smaller
+ * one, and each B strip keeps the most kernel calls). All threads compute
+ * the same grid. */
 static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
 {
     size_t m_units = ceil_div(job->M, job->ukr->mr);
@@ -329,7 +333,8 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
     size_t best = SIZE_MAX;
     *tm = nt;
     *tn = 1;
-    for (size_t m = nt; m >= 1; m--) {
+    for (size_t i = 1; i <= nt; i++) {
+        size_t m = m_units >= n_units ? nt + 1 - i : i; /* preferred first */
         if (nt % m != 0)
             continue;
         size_t n = nt / m;
@@ -343,22 +348,8 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
     }
 }
 
-/* Every thread of the team waits here. Skipped for a team of one, where an
- * orphaned barrier would bind to an enclosing parallel region. */
-static void team_barrier(size_t nt)
-{
-#if BP_HAVE_OPENMP
-    if (nt > 1) {
-#pragma omp barrier
-    }
-#else
-    (void)nt;
-#endif
-}
-
-/* Thread tid of nt: the whole loop nest, on its share of the tiles. The
- * B panel is packed by all nt threads together between two barriers; each
- * thread packs the A blocks of its own rows into its own buffer. */
+/* Thread tid of nt: the whole loop nest, on its share of the tiles, with
+ * its own packing buffers; no thread waits for another. */
 static void gemm_thread(const gemm_job *job, size_t tid, size_t nt)
 {
     const bpi_gemm_blocking *blk = &job->blk;
@@ -366,7 +357,8 @@ static void gemm_thread(const gemm_job *job, size_t tid, size_t nt)
     size_t tm, tn;
     thread_grid(job, nt, &tm, &tn);
     size_t ti = tid / tn, tj = tid % tn;
-    float *packed_a = job->packed_a + tid * job->a_stride;
+    float *packed_a = job->workspace + tid * job->t_stride;
+    float *strip = packed_a + bpi_round_floats(blk->mc * blk->kc);
 
     size_t mu_lo, mu_hi; /* this thread's rows, in MR blocks */
     split_range(ceil_div(job->M, mr), tm, ti, &mu_lo, &mu_hi);
@@ -374,24 +366,21 @@ static void gemm_thread(const gemm_job *job, size_t tid, size_t nt)
 
     for (size_t jc = 0; jc < job->N; jc += blk->nc) {
         size_t nc = size_min(blk->nc, job->N - jc);
-        size_t n_panels = ceil_div(nc, nr);
-        for (size_t pc = 0; pc < job->K; pc += blk->kc) {
-            size_t kc = size_min(blk->kc, job->K - pc);
-            /* beta scales C once; later K blocks add to it. */
-            float beta = pc == 0 ? job->beta : 1.0f;
-            size_t lo, hi;
-
-            team_barrier(nt); /* everyone is done with the previous panel */
-            split_range(n_panels, nt, tid, &lo, &hi);
-            pack_b_panels(job, pc, kc, jc, nc, lo, hi);
-            team_barrier(nt); /* the panel is complete */
-
-            split_range(n_panels, tn, tj, &lo, &hi);
-            for (size_t ic = row_lo; ic < row_hi && lo < hi; ic += blk->mc) {
-                size_t mc = size_min(blk->mc, row_hi - ic);
+        size_t lo, hi; /* this thread's strips of the NC block */
+        split_range(ceil_div(nc, nr), tn, tj, &lo, &hi);
+        for (size_t ic = row_lo; ic < row_hi && lo < hi; ic += blk->mc) {
+            size_t mc = size_min(blk->mc, row_hi - ic);
+            for (size_t pc = 0; pc < job->K; pc += blk->kc) {
+                size_t kc = size_min(blk->kc, job->K - pc);
+                /* beta scales C once; later K blocks add to it. */
+                float beta = pc == 0 ? job->beta : 1.0f;
                 pack_a_block(job, ic, mc, pc, kc, packed_a);
-                macro_kernel(job, mc, nc, kc, packed_a, lo, hi,
-                             job->C + ic * job->ldc + jc, beta);
+                for (size_t jp = lo; jp < hi; jp++) {
+                    size_t j0 = jc + jp * nr, w = size_min(nr, job->N - j0);
+                    pack_b_strip(job, pc, kc, j0, w, strip);
+                    macro_kernel(job, mc, w, kc, packed_a, strip,
+                                 job->C + ic * job->ldc + j0, beta);
+                }
             }
         }
     }
@@ -415,6 +404,24 @@ static void scale_c(size_t M, size_t N, float beta, float *C, size_t ldc)
     }
 }
 
+/* The job of one call: operands, blocking and the packing buffers in env's
+ * workspace (an A block and a B strip per thread). */
+static gemm_job make_job(const bpi_gemm_env *env, int transA, int transB, size_t M, size_t N,
+                         size_t K, float alpha, const float *A, size_t lda, const float *B,
+                         size_t ldb, float beta, float *C, size_t ldc)
+{
+    gemm_job job = {
+        .ukr = env->ukr,
+        .trans_a = transA != 0, .trans_b = transB != 0,
+        .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+        .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C,
+    };
+    job.blk = effective_blocking(&env->blk, job.ukr);
+    job.workspace = env->workspace;
+    job.t_stride = thread_floats(&job.blk, job.ukr);
+    return job;
+}
+
 void bpi_sgemm(const bpi_gemm_env *env, int transA, int transB,
                size_t M, size_t N, size_t K, float alpha,
                const float *A, size_t lda, const float *B, size_t ldb,
@@ -427,17 +434,7 @@ void bpi_sgemm(const bpi_gemm_env *env, int transA, int transB,
         return;
     }
 
-    gemm_job job = {
-        .ukr = env->ukr,
-        .trans_a = transA != 0, .trans_b = transB != 0,
-        .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
-        .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C,
-    };
-    job.blk = effective_blocking(&env->blk, job.ukr);
-    job.packed_b = env->workspace;
-    job.packed_a = env->workspace + packed_b_floats(&job.blk);
-    job.a_stride = packed_a_floats(&job.blk);
-
+    gemm_job job = make_job(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     int n_threads = threads_for(env, &job);
 #if BP_HAVE_OPENMP
     /* Inside someone's parallel region: their threads are busy, run here. */

@@ -43,12 +43,25 @@ typedef void (*bpi_ukr_fn)(size_t kc, const float *restrict a,
                            const float *restrict b, float *restrict c,
                            size_t ldc, float alpha, float beta);
 
+/* Packing of one full micro-panel of R = MR (A) or NR (B) lines, kc deep
+ * (the layouts above): dst[p*R + r] = X(p, r) for p < kc, r < R, where
+ *   "rows": X(p, r) = x[p*ld + r]   (op(A) = A^T, op(B) = B: a copy)
+ *   "cols": X(p, r) = x[r*ld + p]   (op(A) = A, op(B) = B^T: a transpose)
+ * A kernel file may supply its own (with its ISA's vectors); NULL means the
+ * framework's portable routine. Packing only moves floats, so any routine
+ * gives the same bits. Edge panels (fewer than R lines) always take the
+ * portable routine. */
+typedef void (*bpi_pack_fn)(const float *restrict x, size_t ld, size_t kc,
+                            float *restrict dst);
+
 /* A kernel descriptor: what the framework needs to drive a kernel. */
 typedef struct bpi_ukr {
     const char *name;   /* "<isa>_<MR>x<NR>", e.g. "scalar_4x8" */
     const char *isa;    /* "scalar", "avx2", "avx512", "neon" (BP_ISA's names) */
     size_t mr, nr;      /* register block: rows and columns of the C tile */
     bpi_ukr_fn fn;
+    bpi_pack_fn pack_a_rows, pack_a_cols;  /* R = MR; NULL: portable */
+    bpi_pack_fn pack_b_rows, pack_b_cols;  /* R = NR; NULL: portable */
 } bpi_ukr;
 
 /* Portable C kernel (simd/ukr_scalar.c): always built, runs anywhere. */
