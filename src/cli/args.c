@@ -10,7 +10,7 @@
 
 #include "args.h"
 
-enum { C_TRAIN = 1, C_EVAL = 2, C_PREDICT = 4, C_DATA = C_TRAIN | C_EVAL };
+enum { C_TRAIN = 1, C_EVAL = 2, C_PREDICT = 4, C_BENCH = 16, C_DATA = C_TRAIN | C_EVAL };
 
 typedef enum opt_type {
     T_FLAG, T_SIZE, T_U64, T_THREADS, T_FLOAT, T_DOUBLE, T_STR, T_LONG,
@@ -33,12 +33,12 @@ static const opt_def options[] = {
     {"--csv-header", C_DATA | C_PREDICT, T_FLAG, AT(data.csv_header), 0, 0},
     {"--label-column", C_DATA | C_PREDICT, T_LONG, AT(data.label_column), -1e6, 1e6},
     {"--targets", C_TRAIN, T_SIZE, AT(data.n_targets), 1, 1e6},
-    {"--layers", C_TRAIN, T_LAYERS, AT(hidden), 1, 1 << 24},
+    {"--layers", C_TRAIN | C_BENCH, T_LAYERS, AT(hidden), 1, 1 << 24},
     {"--activation", C_TRAIN, T_ACT, AT(activation), 0, 0},
     {"--alpha", C_TRAIN, T_FLOAT, AT(alpha), 0, 1},
-    {"--init", C_TRAIN, T_INIT, AT(init), 0, 0},
-    {"--optimizer", C_TRAIN, T_OPTIM, AT(optim.type), 0, 0},
-    {"--lr", C_TRAIN, T_FLOAT, AT(optim.lr), 0, 1e3},
+    {"--init", C_TRAIN | C_BENCH, T_INIT, AT(init), 0, 0},
+    {"--optimizer", C_TRAIN | C_BENCH, T_OPTIM, AT(optim.type), 0, 0},
+    {"--lr", C_TRAIN | C_BENCH, T_FLOAT, AT(optim.lr), 0, 1e3},
     {"--momentum", C_TRAIN, T_FLOAT, AT(optim.momentum), 0, 0.999999},
     {"--weight-decay", C_TRAIN, T_FLOAT, AT(optim.weight_decay), 0, 1e3},
     {"--clip", C_TRAIN, T_FLOAT, AT(optim.clip_norm), 0, 1e9},
@@ -47,10 +47,10 @@ static const opt_def options[] = {
     {"--gamma", C_TRAIN, T_FLOAT, AT(optim.gamma), 1e-9, 1e3},
     {"--warmup", C_TRAIN, T_U64, AT(optim.warmup_steps), 0, 1e15},
     {"--min-lr", C_TRAIN, T_FLOAT, AT(optim.min_lr), 0, 1e3},
-    {"--batch", C_TRAIN | C_EVAL | C_PREDICT, T_SIZE, AT(batch), 1, 1 << 20},
+    {"--batch", C_TRAIN | C_EVAL | C_PREDICT | C_BENCH, T_SIZE, AT(batch), 1, 1 << 20},
     {"--epochs", C_TRAIN, T_U64, AT(epochs), 1, 1e9},
-    {"--threads", C_TRAIN | C_EVAL | C_PREDICT, T_THREADS, AT(threads), 0, 4096},
-    {"--seed", C_TRAIN, T_U64, AT(seed), 0, 1.8e19},
+    {"--threads", C_TRAIN | C_EVAL | C_PREDICT | C_BENCH, T_THREADS, AT(threads), 0, 4096},
+    {"--seed", C_TRAIN | C_BENCH, T_U64, AT(seed), 0, 1.8e19},
     {"--val-split", C_TRAIN, T_DOUBLE, AT(val_split), 0, 0.99},
     {"--standardize", C_TRAIN, T_FLAG, AT(standardize), 0, 0},
     {"--save", C_TRAIN, T_STR, AT(save), 0, 0},
@@ -63,6 +63,11 @@ static const opt_def options[] = {
     {"--no-labels", C_PREDICT, T_FLAG, AT(no_labels), 0, 0},
     {"--output", C_PREDICT, T_STR, AT(output), 0, 0},
     {"--probabilities", C_PREDICT, T_FLAG, AT(probabilities), 0, 0},
+    /* bench (an option name may recur for another command: find_option) */
+    {"--in", C_BENCH, T_SIZE, AT(bench_in), 1, 1 << 24},
+    {"--out", C_BENCH, T_SIZE, AT(bench_out), 1, 1 << 24},
+    {"--steps", C_BENCH, T_SIZE, AT(bench_steps), 1, 1e7},
+    {"--warmup", C_BENCH, T_SIZE, AT(bench_warmup), 0, 1e7},
 };
 
 typedef struct named { const char *name; int value; } named;
@@ -110,6 +115,10 @@ void cli_defaults(cli_args *a)
     a->epochs = 10;
     a->seed = 1;
     a->progress = -1;
+    a->bench_in = 784;
+    a->bench_out = 10;
+    a->bench_steps = 50;
+    a->bench_warmup = 5;
 }
 
 static int parse_number(const char *text, double lo, double hi, double *out)
@@ -219,12 +228,18 @@ static int set_value(const opt_def *o, const char *text, cli_args *a, given *g)
     return 0;
 }
 
-static const opt_def *find_option(const char *name)
+/* The entry of `name` for the command `bit`; else any entry of that name
+ * (which the caller then rejects for this command), else NULL. */
+static const opt_def *find_option(const char *name, unsigned bit)
 {
+    const opt_def *any = NULL;
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
-        if (!strcmp(options[i].name, name))
-            return &options[i];
-    return NULL;
+        if (!strcmp(options[i].name, name)) {
+            if (options[i].commands & bit)
+                return &options[i];
+            any = any ? any : &options[i];
+        }
+    return any;
 }
 
 /* The optimizer's defaults under whatever the user set explicitly. */
@@ -252,19 +267,21 @@ static void settle_optimizer(cli_args *a, const given *g)
 
 static unsigned command_bit(cli_command c)
 {
-    return c == CLI_TRAIN ? C_TRAIN : c == CLI_EVAL ? C_EVAL : c == CLI_PREDICT ? C_PREDICT : 0;
+    return c == CLI_TRAIN ? C_TRAIN : c == CLI_EVAL ? C_EVAL : c == CLI_PREDICT ? C_PREDICT
+         : c == CLI_BENCH ? C_BENCH : 0;
 }
 
 static const char *command_name(cli_command c)
 {
     return c == CLI_TRAIN ? "train" : c == CLI_EVAL ? "eval" : c == CLI_PREDICT ? "predict"
-         : c == CLI_INFO ? "info" : "backprop";
+         : c == CLI_BENCH ? "bench" : c == CLI_INFO ? "info" : "backprop";
 }
 
 static int parse_command(const char *word, cli_args *a)
 {
     static const struct { const char *name; cli_command c; } cmds[] = {
         {"train", CLI_TRAIN}, {"eval", CLI_EVAL}, {"predict", CLI_PREDICT}, {"info", CLI_INFO},
+        {"bench", CLI_BENCH},
         {"--help", CLI_HELP}, {"-h", CLI_HELP}, {"help", CLI_HELP}, {"--version", CLI_VERSION}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(word, cmds[i].name)) {
@@ -293,7 +310,7 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t size)
             a->model = arg;
             continue;
         }
-        const opt_def *o = find_option(arg);
+        const opt_def *o = find_option(arg, command_bit(a->command));
         if (!o || !(o->commands & command_bit(a->command)))
             return say(err, size, "%s: unknown option '%s'", cmd, arg);
         if (o->type == T_FLAG) {
@@ -369,6 +386,16 @@ const char *cli_usage(cli_command command)
                "                        [--output F] [--probabilities] [--batch N] [--threads N]\n"
                "One CSV line per input row: the predicted class (softmax head), or the\n"
                "head's outputs (--probabilities, or MSE/BCE heads).\n";
+    case CLI_BENCH:
+        return "usage: backprop bench [--in N] [--layers W1,W2,...] [--out N] [--batch N]\n"
+               "                      [--threads N] [--steps S] [--warmup W]\n"
+               "                      [--optimizer sgd|adam|...] [--lr F] [--init I] [--seed N]\n"
+               "Time training steps (forward, backward, update) of an MLP (default\n"
+               "784-256-128-100-10, ReLU, softmax cross-entropy, Adam, batch 128) on random\n"
+               "data: W untimed steps (default 5), then S timed ones (default 50). Prints one\n"
+               "JSON line: ms_per_step (median), p10, p90, samples_per_second, gflops\n"
+               "(6 B sum n_in n_out per step), percent_of_peak (against the FMA peak of one\n"
+               "core measured in the same run, times the threads), isa, threads.\n";
     case CLI_INFO:
         return "usage: backprop info\n"
                "Library version, SIMD level, threads and the machine's topology as used.\n";
@@ -379,6 +406,7 @@ const char *cli_usage(cli_command command)
                "  eval      evaluate a saved model on a test set\n"
                "  predict   predict with a saved model\n"
                "  info      version, SIMD level, threads and topology\n"
+               "  bench     training steps per second on random data, as JSON\n"
                "Run 'backprop <command> --help' for a command's options.\n"
                "Exit codes: 0 success, 1 runtime error, 2 usage error, 130 interrupted.\n";
     }

@@ -11,7 +11,7 @@
 #define CLI_MAX_LAYERS 64
 
 typedef enum cli_command {
-    CLI_NONE = 0, CLI_HELP, CLI_VERSION, CLI_TRAIN, CLI_EVAL, CLI_PREDICT, CLI_INFO
+    CLI_NONE = 0, CLI_HELP, CLI_VERSION, CLI_TRAIN, CLI_EVAL, CLI_PREDICT, CLI_INFO, CLI_BENCH
 } cli_command;
 
 /* Where the data comes from: a folder of the four IDX files, or CSV files. */
@@ -56,6 +56,9 @@ typedef struct cli_args {
     int no_labels;            /* predict: the CSV has no label column */
     const char *output;       /* predict: CSV output (default stdout) */
     int probabilities;        /* predict: print the head's outputs, not the class */
+    /* bench */
+    size_t bench_in, bench_out;       /* --in, --out: input width and classes */
+    size_t bench_steps, bench_warmup; /* --steps timed, --warmup untimed */
 } cli_args;
 
 /* Fill *a with the defaults (MLP 784-256-128-100-10 on Fashion-MNIST, ReLU,

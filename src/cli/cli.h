@@ -24,6 +24,11 @@ int cli_train(const cli_args *a);
 int cli_eval(const cli_args *a);
 int cli_predict(const cli_args *a);
 int cli_info(const cli_args *a);
+int cli_bench(const cli_args *a);
+
+/* One core's FP32 FMA peak in GFLOP/s for the ISA bp_ctx_isa() names,
+ * measured now (about 0.2 s); 0 where there is no kernel for it. */
+double cli_fma_peak(const char *isa);
 
 /* Seconds on a monotonic clock. */
 double cli_now(void);
