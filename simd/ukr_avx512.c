@@ -131,13 +131,6 @@ static inline void transpose16(__m512 r[16])
     }
 }
 
-/* Transposes (ukr.h's "cols"): dst[p*R + r] = x[r*ld + p] for r < R, R =
- * 48 (three 16-row groups) or 8 (one group, rows 8-15 zero and dropped):
- * 16 x 16 blocks read along p (16 cache lines, one vector each) and written
- * as 16 vectors, in place of R scattered scalar stores per p. The last
- * kc % 16 columns go through masked loads that read nothing beyond kc. */
-#define PF_BLOCKS 4
-
 /* out[q] = column q of the 16 x 16 block s[i*ld + q], with half the
  * shuffles of transpose16() (the packing of W^T is shuffle-bound, and
  * 512-bit shuffles have one port): 128-bit broadcast loads merged under
@@ -168,26 +161,19 @@ static inline void load_transposed16(const float *s, size_t ld, __m512 out[16])
     }
 }
 
+/* Transposes (ukr.h's "cols"): dst[p*R + r] = x[r*ld + p] for r < R, R =
+ * 48 (three 16-row groups) or 8 (one group, rows 8-15 zero and dropped):
+ * 16 x 16 blocks read along p (16 cache lines, one vector each) and written
+ * as 16 vectors, in place of R scattered scalar stores per p. The last
+ * kc % 16 columns go through masked loads that read nothing beyond kc. */
 static inline void pack_cols(const float *restrict x, size_t ld, size_t kc,
                              float *restrict dst, int R)
 {
-    size_t blocks = (kc + 15) / 16; /* 16 x 16 blocks per 16-row group */
     for (int g = 0; g < R; g += 16) {
         int rows = R - g < 16 ? R - g : 16;
         const float *xg = x + (size_t)g * ld;
         for (size_t p0 = 0; p0 < kc; p0 += 16) {
             size_t left = kc - p0;
-            /* The source is W in the forward pass, read once and from L3 or
-             * memory: fetch the lines of the block PF_BLOCKS ahead (in this
-             * group or the next) while this one is transposed. */
-            size_t ahead = p0 / 16 + PF_BLOCKS;
-            int ga = g + (int)(ahead / blocks) * 16;
-            if (ga < R) {
-                const char *pf = (const char *)(x + (size_t)ga * ld + ahead % blocks * 16);
-                int ra = R - ga < 16 ? R - ga : 16;
-                for (int i = 0; i < ra; i++)
-                    _mm_prefetch(pf + (size_t)i * ld * sizeof(float), _MM_HINT_T0);
-            }
             __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
             __m512 r[16];
             if (rows == 16 && left >= 16) {
@@ -201,20 +187,17 @@ static inline void pack_cols(const float *restrict x, size_t ld, size_t kc,
             }
             size_t n = left < 16 ? left : 16;
             float *d = dst + p0 * (size_t)R + g;
-            if (rows == 16 && n == 16) {
+            if (rows == 16 && n == 16) { /* the common case, unrolled */
 #pragma GCC unroll 16
                 for (int q = 0; q < 16; q++)
                     _mm512_storeu_ps(d + q * R, r[q]);
-            } else if (rows == 16) {
-                for (size_t q = 0; q < n; q++)
-                    _mm512_storeu_ps(d + q * (size_t)R, r[q]);
-            } else if (n == 16) {
-#pragma GCC unroll 16
-                for (int q = 0; q < 16; q++)
-                    _mm256_storeu_ps(d + q * R, _mm512_castps512_ps256(r[q]));
             } else {
-                for (size_t q = 0; q < n; q++)
-                    _mm256_storeu_ps(d + q * (size_t)R, _mm512_castps512_ps256(r[q]));
+                for (size_t q = 0; q < n; q++) {
+                    if (rows == 16)
+                        _mm512_storeu_ps(d + q * (size_t)R, r[q]);
+                    else
+                        _mm256_storeu_ps(d + q * (size_t)R, _mm512_castps512_ps256(r[q]));
+                }
             }
         }
     }

@@ -11,6 +11,8 @@
  *           pack op(B)(pc:pc+KC, jr:jr+NR) -> strip, one micro-panel     (L1)
  *           for ir in 0..MC step MR:
  *             micro-kernel: C(ic+ir, jr) (MR, NR) = alpha a b + beta_k C
+ * (When K is a single block, groups of strips are packed together and the
+ * ir loop runs outside the strips of a group: see gemm_thread.)
  *
  * Unlike BLIS there is no B panel shared in L3: each B micro-panel is packed
  * by the thread that uses it, just before its MC / MR kernel calls, so it is
@@ -265,32 +267,42 @@ static void edge_tile(const bpi_ukr *ukr, size_t kc, const float *a, const float
         memcpy(c + i * ldc, tile + i * nr, sizeof(float) * w);
 }
 
-/* C(ic:ic+mc, j0:j0+w) (mc, w <= NR), at c = &C[ic][j0], from packed_a
- * (ceil(mc/MR) micro-panels of (kc, MR)) and one B micro-panel b (kc, NR):
- * b stays in L1 while the A block streams from L2. */
-static void macro_kernel(const gemm_job *job, size_t mc, size_t w, size_t kc,
-                         const float *packed_a, const float *b, float *c, float beta)
+/* C(ic:ic+mc, j0:j0+n) (mc, n <= n_strips NR), at c = &C[ic][j0], from
+ * packed_a (ceil(mc/MR) micro-panels of (kc, MR)) and the B micro-panels
+ * at panel ((kc, NR) each, the last one n - (n_strips - 1) NR wide). Rows
+ * outside, strips inside: each A micro-panel stays in L1 while the strips
+ * stream from L2, and C is written row band by row band. With one strip
+ * (deep K) that strip stays in L1 and the A block streams instead. */
+static void macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc,
+                         const float *packed_a, const float *panel, float *c, float beta)
 {
     const bpi_ukr *ukr = job->ukr;
     size_t mr = ukr->mr, nr = ukr->nr, ldc = job->ldc;
     for (size_t i0 = 0; i0 < mc; i0 += mr) {
         size_t h = size_min(mr, mc - i0);
         const float *a = packed_a + i0 * kc;
-        float *tile = c + i0 * ldc;
-        if (h == mr && w == nr)
-            ukr->fn(kc, a, b, tile, ldc, job->alpha, beta);
-        else
-            edge_tile(ukr, kc, a, b, tile, ldc, h, w, job->alpha, beta);
+        for (size_t j = 0; j < n; j += nr) {
+            size_t w = size_min(nr, n - j);
+            const float *b = panel + j * kc;
+            float *tile = c + i0 * ldc + j;
+            if (h == mr && w == nr)
+                ukr->fn(kc, a, b, tile, ldc, job->alpha, beta);
+            else
+                edge_tile(ukr, kc, a, b, tile, ldc, h, w, job->alpha, beta);
+        }
     }
 }
 
 /* ------------------------------------------------------------ threads */
 
-/* Work below this many flops per thread does not pay for waking a thread
- * (a fork/join costs a few microseconds; there are no other barriers).
- * Measured (1 against 2 threads, AVX-512 8x48, this VM): see
- * threads_for(). */
-#define MIN_FLOPS_PER_THREAD 4.0e6
+/* Work below this many flops per thread does not pay for waking a thread:
+ * with no barriers inside the engine, the cost of a second thread is the
+ * fork/join of one OpenMP region, a few microseconds. Measured (AVX-512
+ * 8x48, this 2-core VM, best of 400 calls, 1 against 2 threads): 48^3
+ * (0.22 MFLOP) 2.6 / 3.1 us, 64^3 (0.52 MFLOP) 7.9 / 5.8 us, 80^3 12.0 /
+ * 8.2 us, 32x128x128 NT 12.4 / 10.0 us: the crossover lies near 0.3 MFLOP
+ * in all, so 0.25 MFLOP per thread. */
+#define MIN_FLOPS_PER_THREAD 0.25e6
 
 /* Part `idx` of `units` split into `parts` nearly equal ranges [*lo, *hi). */
 static void split_range(size_t units, size_t parts, size_t idx, size_t *lo, size_t *hi)
@@ -358,7 +370,6 @@ static void gemm_thread(const gemm_job *job, size_t tid, size_t nt)
     thread_grid(job, nt, &tm, &tn);
     size_t ti = tid / tn, tj = tid % tn;
     float *packed_a = job->workspace + tid * job->t_stride;
-    float *strip = packed_a + bpi_round_floats(blk->mc * blk->kc);
 
     size_t mu_lo, mu_hi; /* this thread's rows, in MR blocks */
     split_range(ceil_div(job->M, mr), tm, ti, &mu_lo, &mu_hi);
@@ -374,11 +385,27 @@ static void gemm_thread(const gemm_job *job, size_t tid, size_t nt)
                 size_t kc = size_min(blk->kc, job->K - pc);
                 /* beta scales C once; later K blocks add to it. */
                 float beta = pc == 0 ? job->beta : 1.0f;
+                /* The B strips go behind the A block. When all of K is one
+                 * block (the weight gradient, K = batch), C is written just
+                 * once, and as many strips as the thread's area holds (MC KC
+                 * + KC NR floats) are packed together, so that C is written
+                 * in long row bands rather than one NR-wide piece per row
+                 * and page: 4096x4096x32 TN 46 -> 120 GFLOP/s, 1024x1024x32
+                 * 85 -> 136. With several K blocks one strip at a time is
+                 * better (64x1024x1024 NN/NT 8-10 %, 64x4096^2 NT 20 %). */
+                size_t a_used = bpi_round_floats(ceil_div(mc, mr) * mr * kc);
+                float *panel = packed_a + a_used;
+                size_t group = job->K <= blk->kc ? (job->t_stride - a_used) / (kc * nr) : 1;
                 pack_a_block(job, ic, mc, pc, kc, packed_a);
-                for (size_t jp = lo; jp < hi; jp++) {
-                    size_t j0 = jc + jp * nr, w = size_min(nr, job->N - j0);
-                    pack_b_strip(job, pc, kc, j0, w, strip);
-                    macro_kernel(job, mc, w, kc, packed_a, strip,
+                for (size_t jp = lo; jp < hi; jp += group) {
+                    size_t jp_hi = size_min(hi, jp + group);
+                    size_t j0 = jc + jp * nr;
+                    size_t n = size_min(jc + jp_hi * nr, job->N) - j0;
+                    for (size_t s = jp; s < jp_hi; s++)
+                        pack_b_strip(job, pc, kc, jc + s * nr,
+                                     size_min(nr, job->N - (jc + s * nr)),
+                                     panel + (s - jp) * kc * nr);
+                    macro_kernel(job, mc, n, kc, packed_a, panel,
                                  job->C + ic * job->ldc + j0, beta);
                 }
             }

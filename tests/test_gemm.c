@@ -602,9 +602,9 @@ START_TEST(test_threads_bitwise)
     tu_rng rng;
     tu_seed(&rng, 8);
     bpi_gemm_blocking typical = typical_blocking(), small = {12, 48, 64};
-    /* Shapes above the engine's threading threshold (4 MFLOP per thread)
-     * except the first two; the small blocking gives several B panels and
-     * K blocks per call, but few (barriers are slow under valgrind). */
+    /* Shapes above the engine's threading threshold (0.25 MFLOP per
+     * thread) except the first two; the small blocking gives several NC
+     * and MC blocks and K blocks per call, but few (valgrind is slow). */
     const struct { spec s; int small; } cases[] = {
         {{0, 0, 0, 37, 53, 71, 1, 1.0f, 0.0f}, 0},
         {{0, 1, 1, 97, 13, 101, 0, -1.0f, 0.5f}, 1},
@@ -612,6 +612,7 @@ START_TEST(test_threads_bitwise)
         {{0, 0, 1, 200, 300, 250, 2, 0.5f, 1.0f}, 1},
         {{0, 1, 0, 6, 2100, 500, 0, 1.0f, -1.0f}, 0},   /* few rows: split over N */
         {{0, 0, 1, 64, 1000, 300, 0, 1.0f, 0.0f}, 0},   /* an MLP forward, split over N */
+        {{0, 1, 0, 300, 1000, 64, 1, 1.0f, 1.0f}, 0},   /* a weight gradient: strip groups */
         {{0, 0, 0, 161, 203, 199, 1, 1.0f, 0.5f}, 1},
         {{0, 1, 1, 161, 203, 199, 1, 1.0f, 0.5f}, 0},
     };
