@@ -63,6 +63,20 @@ BP_API const char *bp_status_str(bp_status status);
  * stays valid until the next failing call in this thread. */
 BP_API const char *bp_last_error(void);
 
+/* Test hook: allocation-failure injection. Every buffer the library
+ * allocates (objects, tensors, file buffers, zlib's state, CSV lines) comes
+ * from one allocator; after bp_debug_fail_alloc(n) with n >= 1, the n-th
+ * allocation made from now on by the calling thread fails, once, and the
+ * call making it returns BP_ENOMEM (having freed what it took and left the
+ * caller's objects as they were). n <= 0 disarms it. The setting is
+ * per thread, so it never affects other threads. Not covered: memory the C
+ * library, hwloc or OpenMP allocate for themselves (stdio buffers, thread
+ * pools); their failures surface as BP_EIO or are handled by them. */
+BP_API void bp_debug_fail_alloc(long n);
+/* Allocations still to go before the armed failure in the calling thread;
+ * 0 once it has happened (or when none is armed). */
+BP_API long bp_debug_fail_alloc_pending(void);
+
 /* ----------------------------------------------------------------- context */
 
 typedef struct bp_ctx bp_ctx;

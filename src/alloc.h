@@ -11,8 +11,11 @@
 /* Floats per alignment unit: tensor offsets inside blocks round up to this. */
 #define BPI_ALIGN_FLOATS (BPI_ALIGN / sizeof(float))
 
-/* Aligned, zero-filled allocation of `bytes` (> 0). NULL on failure. */
+/* Aligned, zero-filled allocation of `bytes` (> 0). NULL on failure, and
+ * for the allocation bp_debug_fail_alloc() armed in this thread. */
 void *bpi_alloc(size_t bytes);
+/* bpi_alloc of n * size bytes; NULL also when the product overflows. */
+void *bpi_alloc_array(size_t n, size_t size);
 void bpi_free(void *p);
 
 /* *out = a * b; returns 0 on overflow. */

@@ -1,7 +1,7 @@
 /* Numeric CSV reader. Two passes over the file with one parser: the first
  * validates every line and counts the rows, the second fills a dataset
  * allocated to exactly that size. Memory is the dataset plus the longest
- * line (getline grows its buffer geometrically).
+ * line (its buffer grows geometrically).
  *
  * Fields are parsed with strtod, so the decimal point is the one of the
  * caller's LC_NUMERIC locale ("." unless the program called setlocale). */
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "alloc.h"
 #include "dataset.h"
 #include "error.h"
 
@@ -171,7 +172,7 @@ static bp_status parse_row(csv_reader *r, size_t len)
     size_t feature = 0;
     for (size_t col = 0; col < fields; col++) {
         char *q = memchr(p, d, (size_t)(end - p));
-        q = q ? q : end; /* *end is getline's terminator or a stripped line end */
+        q = q ? q : end; /* *end is read_line's terminator or a stripped line end */
         *q = '\0';
         BPI_TRY(parse_field(r, col, p, (size_t)(q - p), &feature));
         p = q + 1;
@@ -207,6 +208,49 @@ static bp_status no_rows(const csv_reader *r)
                     why);
 }
 
+/* Double the line buffer (keeping its first `len` bytes). 0 on failure. */
+static int grow_line(csv_reader *r, size_t len)
+{
+    size_t cap = r->line_cap ? r->line_cap : 64;
+    if (!bpi_mul(cap, 2, &cap))
+        return 0;
+    char *p = bpi_alloc(cap);
+    if (!p)
+        return 0;
+    if (len)
+        memcpy(p, r->line, len);
+    bpi_free(r->line);
+    r->line = p;
+    r->line_cap = cap;
+    return 1;
+}
+
+/* getline() on the library's allocator, so that its allocations fail under
+ * bp_debug_fail_alloc like every other: the next line, '\n' included, into
+ * r->line, NUL-terminated (it may hold NUL bytes: the length tells). -1 at
+ * the end of the file, on a read error (ferror) and, with errno ENOMEM,
+ * when the buffer cannot grow. */
+static ssize_t read_line(csv_reader *r)
+{
+    size_t len = 0;
+    for (;;) {
+        int c = getc_unlocked(r->f);
+        if (c == EOF && (len == 0 || ferror(r->f)))
+            return -1;
+        if (c == EOF)
+            break;
+        if (len + 2 > r->line_cap && !grow_line(r, len)) {
+            errno = ENOMEM;
+            return -1;
+        }
+        r->line[len++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    r->line[len] = '\0';
+    return (ssize_t)len;
+}
+
 /* One pass over the file: every line validated, rows counted (and stored
  * when r->ds is set). Empty lines may only end the file. */
 static bp_status scan(csv_reader *r)
@@ -216,7 +260,7 @@ static bp_status scan(csv_reader *r)
     r->n_rows = 0;
     for (;;) {
         errno = 0;
-        ssize_t n = getline(&r->line, &r->line_cap, r->f);
+        ssize_t n = read_line(r);
         if (n < 0 && errno == ENOMEM)
             return bpi_fail(BP_ENOMEM, FN ": %s: line %zu: cannot allocate the line buffer",
                             r->path, r->line_no + 1);
@@ -278,7 +322,7 @@ bp_status bp_dataset_load_csv(bp_dataset **ds, const char *path, const bp_csv_op
         return io_fail(&r, "cannot open", errno);
     bp_status s = load(&r, ds);
     bp_dataset_destroy(r.ds);
-    free(r.line);
+    bpi_free(r.line);
     fclose(r.f);
     return s;
 }

@@ -53,7 +53,7 @@ bp_status bp_ctx_create(bp_ctx **out, int n_threads)
                         n_threads, BPI_MAX_THREADS);
     const bpi_ukr *ukr;
     BPI_TRY(bpi_ukr_choose(&ukr, "bp_ctx_create"));
-    bp_ctx *ctx = calloc(1, sizeof *ctx);
+    bp_ctx *ctx = bpi_alloc(sizeof *ctx);
     if (!ctx)
         return bpi_fail(BP_ENOMEM, "bp_ctx_create: cannot allocate the context");
     bpi_topology_detect(&ctx->topo);
@@ -66,7 +66,7 @@ bp_status bp_ctx_create(bp_ctx **out, int n_threads)
         n_threads = default_threads(&ctx->topo);
     bp_status s = set_workspace(ctx, n_threads, "bp_ctx_create");
     if (s != BP_OK) {
-        free(ctx);
+        bpi_free(ctx);
         return s;
     }
     *out = ctx;
@@ -81,7 +81,7 @@ void bp_ctx_destroy(bp_ctx *ctx)
     bpi_dist_free(ctx->dist);
 #endif
     bpi_free(ctx->gemm.workspace);
-    free(ctx);
+    bpi_free(ctx);
 }
 
 int bp_ctx_threads(const bp_ctx *ctx)

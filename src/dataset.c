@@ -17,7 +17,7 @@ bp_status bpi_dataset_alloc(bp_dataset **out, size_t n, size_t n_features, size_
         !bpi_mul(n, sizeof(size_t), &o_bytes))
         return bpi_fail(BP_EINVAL, "%s: sizes overflow (n %zu, n_features %zu, n_targets %zu)",
                         fn, n, n_features, n_targets);
-    bp_dataset *ds = calloc(1, sizeof *ds);
+    bp_dataset *ds = bpi_alloc(sizeof *ds);
     if (!ds)
         return bpi_fail(BP_ENOMEM, "%s: cannot allocate the dataset", fn);
     ds->n = n;
@@ -87,7 +87,7 @@ void bp_dataset_destroy(bp_dataset *ds)
     bpi_free(ds->labels);
     bpi_free(ds->targets);
     bpi_free(ds->order);
-    free(ds);
+    bpi_free(ds);
 }
 
 size_t bp_dataset_size(const bp_dataset *ds) { return ds ? ds->n : 0; }

@@ -56,6 +56,19 @@ static bp_status io_fail(const idx_file *s, const char *what, int err)
     return bpi_fail(BP_EIO, FN ": %s: %s: %s", s->path, what, msg);
 }
 
+/* zlib's memory comes from the library's allocator too. */
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
+{
+    (void)opaque;
+    return bpi_alloc_array(items, size);
+}
+
+static void z_free(voidpf opaque, voidpf p)
+{
+    (void)opaque;
+    bpi_free(p);
+}
+
 static bp_status file_open(idx_file *s)
 {
     s->f = fopen(s->path, "rb");
@@ -76,6 +89,8 @@ static bp_status file_open(idx_file *s)
         return io_fail(s, "cannot seek", errno);
     s->gz = k == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
     if (s->gz) {
+        s->z.zalloc = z_alloc;
+        s->z.zfree = z_free;
         /* 16 + MAX_WBITS: a gzip wrapper only, its CRC32 and ISIZE checked. */
         if (inflateInit2(&s->z, 16 + MAX_WBITS) != Z_OK)
             return bpi_fail(BP_ENOMEM, FN ": %s: cannot start zlib", s->path);

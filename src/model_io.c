@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "alloc.h"
 #include "error.h"
 #include "net.h"
 #include "optim.h"
@@ -399,18 +400,22 @@ static bp_status write_temp(int fd, const char *path, const save_args *a)
         close(fd);
         return io_fail(fn, path, "cannot set the temporary file's mode", e);
     }
-    writer *w = calloc(1, sizeof *w);
-    FILE *f = w ? fdopen(fd, "wb") : NULL;
+    writer *w = bpi_alloc(sizeof *w);
+    if (!w) {
+        close(fd);
+        return bpi_fail(BP_ENOMEM, "%s: %s: cannot allocate the write buffer", fn, path);
+    }
+    FILE *f = fdopen(fd, "wb");
     if (!f) {
-        int e = w ? errno : ENOMEM;
-        free(w);
+        int e = errno;
+        bpi_free(w);
         close(fd);
         return io_fail(fn, path, "cannot open the temporary file", e);
     }
     w->f = f;
     write_model(w, a);
     int e = w->err;
-    free(w);
+    bpi_free(w);
     if (e == 0 && fflush(f) != 0)
         e = errno;
     if (e == 0 && fsync(fileno(f)) != 0)
@@ -420,16 +425,18 @@ static bp_status write_temp(int fd, const char *path, const save_args *a)
     return e ? io_fail(fn, path, "cannot write the temporary file", e) : BP_OK;
 }
 
-/* fsync the directory holding path, so the rename itself is durable. */
-static bp_status sync_dir(const char *path)
+/* The directory holding path, into dir (room for strlen(path) + 1 bytes). */
+static void dir_name(const char *path, char *dir)
 {
     const char *slash = strrchr(path, '/');
     size_t n = slash ? (slash == path ? 1 : (size_t)(slash - path)) : 1;
-    char *dir = malloc(n + 1);
-    if (!dir)
-        return bpi_fail(BP_ENOMEM, "bp_model_save: cannot allocate a directory name");
     memcpy(dir, slash ? path : ".", n);
     dir[n] = '\0';
+}
+
+/* fsync the directory dir holding path, so the rename itself is durable. */
+static bp_status sync_dir(const char *path, const char *dir)
+{
     int e = 0, fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0)
         e = errno;
@@ -438,7 +445,6 @@ static bp_status sync_dir(const char *path)
         e = errno;
     if (fd >= 0)
         close(fd);
-    free(dir);
     return e ? io_fail("bp_model_save", path, "saved, but cannot fsync its directory", e)
              : BP_OK;
 }
@@ -451,9 +457,14 @@ bp_status bp_model_save(const char *path, const bp_net *net, const bp_optim *opt
     BPI_TRY(check_save(path, &a, &a.meta_len));
     static const char suffix[] = ".tmp.XXXXXX";
     size_t n = strlen(path);
-    char *tmp = malloc(n + sizeof suffix);
+    /* The temporary's name and the directory's, in one allocation made
+     * before anything is written: nothing can fail for want of memory
+     * after the rename. */
+    char *tmp = bpi_alloc_array(2, n + sizeof suffix);
     if (!tmp)
         return bpi_fail(BP_ENOMEM, "%s: cannot allocate a file name", fn);
+    char *dir = tmp + n + sizeof suffix;
+    dir_name(path, dir);
     memcpy(tmp, path, n);
     memcpy(tmp + n, suffix, sizeof suffix);
     int fd = mkstemp(tmp);
@@ -463,8 +474,10 @@ bp_status bp_model_save(const char *path, const bp_net *net, const bp_optim *opt
         st = io_fail(fn, path, "cannot rename the temporary file over it", errno);
     if (st != BP_OK && fd >= 0)
         unlink(tmp);
-    free(tmp);
-    return st == BP_OK ? sync_dir(path) : st;
+    if (st == BP_OK)
+        st = sync_dir(path, dir);
+    bpi_free(tmp);
+    return st;
 }
 
 /* ------------------------------------------------------------- reading */
@@ -569,7 +582,7 @@ typedef struct model {
 
 static void model_free(model *m)
 {
-    free(m->specs);
+    bpi_free(m->specs);
     bp_optim_destroy(m->opt);
     bp_net_destroy(m->net);
     bp_kv_free(m->meta, m->n_meta);
@@ -617,7 +630,7 @@ static bp_status parse_arch(reader *r, model *m)
     m->n_in = (size_t)n_in;
     m->n_layers = n_layers;
     m->head = (bp_head)head;
-    m->specs = calloc(n_layers, sizeof *m->specs);
+    m->specs = bpi_alloc_array(n_layers, sizeof *m->specs);
     if (!m->specs)
         return bpi_fail(BP_ENOMEM, "bp_model_load: cannot allocate %u layer specs", n_layers);
     for (size_t i = 0; i < n_layers; i++)
@@ -767,7 +780,7 @@ static bp_status parse_meta(reader *r, model *m)
     if (!m->want_meta || count == 0)
         return BP_OK;
     /* Bounded by the section's size: each pair's strings are in the file. */
-    m->meta = malloc(count * sizeof *m->meta + bytes);
+    m->meta = bpi_alloc(count * sizeof *m->meta + bytes);
     if (!m->meta)
         return bpi_fail(BP_ENOMEM, "bp_model_load: cannot allocate %u metadata pairs", count);
     m->n_meta = count;
@@ -888,7 +901,7 @@ static bp_status read_file(const char *path, unsigned char **buf, size_t *size)
     if (e == 0 && (uint64_t)st.st_size > SIZE_MAX - 1)
         e = EFBIG;
     *size = e ? 0 : (size_t)st.st_size;
-    *buf = e ? NULL : malloc(*size + 1);
+    *buf = e ? NULL : bpi_alloc(*size + 1);
     if (e == 0 && !*buf) {
         fclose(f);
         return bpi_fail(BP_ENOMEM, "%s: %s: cannot allocate %zu bytes", fn, path, *size);
@@ -900,7 +913,7 @@ static bp_status read_file(const char *path, unsigned char **buf, size_t *size)
         e = errno ? errno : EIO;
     fclose(f);
     if (e != 0) {
-        free(*buf);
+        bpi_free(*buf);
         return io_fail(fn, path, e == EISDIR ? "not a regular file" : "cannot read", e);
     }
     return BP_OK;
@@ -933,7 +946,7 @@ bp_status bp_model_load(const char *path, bp_ctx *ctx, size_t max_batch, bp_net 
     m.want_meta = meta != NULL;
     reader r = {buf, size, 0, 0, 0, path, "header"};
     bp_status st = parse_model(&r, &m);
-    free(buf);
+    bpi_free(buf);
     if (st != BP_OK) {
         model_free(&m);
         return st;
@@ -954,7 +967,7 @@ bp_status bp_model_load(const char *path, bp_ctx *ctx, size_t max_batch, bp_net 
         *meta = m.meta;
         *n_meta = m.n_meta;
     }
-    free(m.specs);
+    bpi_free(m.specs);
     return BP_OK;
 }
 
@@ -962,5 +975,5 @@ void bp_kv_free(bp_kv *meta, size_t n_meta)
 {
     /* The pairs' strings live in the same allocation as the array. */
     (void)n_meta;
-    free(meta);
+    bpi_free(meta);
 }

@@ -132,7 +132,7 @@ bp_status bp_net_create(bp_net **out, bp_ctx *ctx, size_t n_in, size_t n_layers,
         return bpi_fail(BP_EINVAL, "%s: ctx is NULL", fn);
     BPI_TRY(check_specs(n_in, n_layers, layers, head, max_batch));
 
-    bp_net *net = calloc(1, sizeof *net);
+    bp_net *net = bpi_alloc(sizeof *net);
     if (!net)
         return bpi_fail(BP_ENOMEM, "%s: cannot allocate the net", fn);
     net->ctx = ctx;
@@ -140,7 +140,7 @@ bp_status bp_net_create(bp_net **out, bp_ctx *ctx, size_t n_in, size_t n_layers,
     net->n_layers = n_layers;
     net->max_batch = max_batch;
     net->head = head;
-    net->layers = calloc(n_layers, sizeof *net->layers);
+    net->layers = bpi_alloc_array(n_layers, sizeof *net->layers);
     net_sizes sz;
     if (!net->layers) {
         bp_net_destroy(net);
@@ -155,8 +155,8 @@ bp_status bp_net_create(bp_net **out, bp_ctx *ctx, size_t n_in, size_t n_layers,
     net->block_floats = sz.params;
     if (!alloc_floats(&net->params, sz.params) || !alloc_floats(&net->grads, sz.params) ||
         !alloc_floats(&net->acts, sz.acts) ||
-        !(net->row_loss = bpi_alloc(max_batch * sizeof(double))) ||
-        !(net->batch_labels = bpi_alloc(max_batch * sizeof(int32_t)))) {
+        !(net->row_loss = bpi_alloc_array(max_batch, sizeof(double))) ||
+        !(net->batch_labels = bpi_alloc_array(max_batch, sizeof(int32_t)))) {
         bp_net_destroy(net);
         return bpi_fail(BP_ENOMEM, "%s: cannot allocate %zu parameter and %zu activation floats",
                         fn, sz.params, sz.acts);
@@ -175,8 +175,8 @@ void bp_net_destroy(bp_net *net)
     bpi_free(net->acts);
     bpi_free(net->row_loss);
     bpi_free(net->batch_labels);
-    free(net->layers);
-    free(net);
+    bpi_free(net->layers);
+    bpi_free(net);
 }
 
 size_t bp_net_n_layers(const bp_net *net) { return net ? net->n_layers : 0; }

@@ -72,7 +72,7 @@ bp_status bp_optim_create(bp_optim **out, bp_net *net, const bp_optim_config *cf
     if (!out || !net || !cfg)
         return bpi_fail(BP_EINVAL, "%s: %s is NULL", fn, !out ? "opt" : !net ? "net" : "cfg");
     BPI_TRY(check_config(cfg, fn));
-    bp_optim *opt = calloc(1, sizeof *opt);
+    bp_optim *opt = bpi_alloc(sizeof *opt);
     if (!opt)
         return bpi_fail(BP_ENOMEM, "%s: cannot allocate the optimizer", fn);
     opt->net = net;
@@ -97,7 +97,7 @@ void bp_optim_destroy(bp_optim *opt)
         return;
     bpi_free(opt->state);
     bpi_free(opt->partials);
-    free(opt);
+    bpi_free(opt);
 }
 
 /* -------------------------------------------------------------- norm */
