@@ -9,8 +9,25 @@
  *    untouched and bp_last_error() gives a message naming what was wrong.
  *  - The library never prints, exits or aborts, and changes no process-wide
  *    state (in particular no omp_set_num_threads()).
- *  - Objects are not internally locked: one object may be used by one thread
- *    at a time. Distinct contexts and the nets built on them are independent.
+ *  - Threads. Objects are not internally locked. A context and everything
+ *    built on it (its nets, their optimizers: they share the context's GEMM
+ *    workspace) are used by one thread at a time; objects built on distinct
+ *    contexts are fully independent and may be used from different threads
+ *    at the same time, with the same results bit for bit as one after the
+ *    other (no hidden shared state: tests/test_concurrency.c). A dataset is
+ *    used by one training epoch at a time (bp_train_epoch writes its shuffle
+ *    order); functions taking a const dataset only read it and may share
+ *    it. bp_last_error() and bp_debug_fail_alloc() are per thread. Several
+ *    caller threads may each run the library's OpenMP regions at once.
+ *  - Floating point. Inside its kernels and parallel regions the library
+ *    runs with flush-to-zero and denormals-are-zero (MXCSR.FTZ|DAZ on
+ *    x86-64, FPCR.FZ on aarch64), on every thread that runs them, so that
+ *    values drifting into the denormal range cannot slow training down a
+ *    hundredfold: a denormal input or intermediate counts as 0 there. Each
+ *    thread's previous mode is restored when the region ends (exception
+ *    flags raised meanwhile are kept): neither the caller's thread nor
+ *    OpenMP's pooled threads are left changed. Results stay bitwise
+ *    identical across thread counts.
  */
 #ifndef BACKPROP_H
 #define BACKPROP_H
@@ -291,7 +308,9 @@ BP_API bp_status bp_optim_create(bp_optim **opt, bp_net *net, const bp_optim_con
 BP_API void bp_optim_destroy(bp_optim *opt);
 
 /* Apply one update from the net's current gradients and advance the step
- * counter. If any gradient is not finite nothing is changed and BP_ENUMERIC
+ * counter. If any gradient is not finite, or the update would make any
+ * parameter or state value NaN or infinite (a diverging learning rate, a
+ * squared gradient overflowing), nothing is changed and BP_ENUMERIC
  * names the tensor and layer. */
 BP_API bp_status bp_optim_step(bp_optim *opt);
 

@@ -34,6 +34,7 @@
 
 #include "alloc.h"
 #include "bp_config.h"
+#include "fpmode.h"
 #include "gemm.h"
 #include "ukr.h"
 
@@ -362,7 +363,18 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
 
 /* Thread tid of nt: the whole loop nest, on its share of the tiles, with
  * its own packing buffers; no thread waits for another. */
+static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt);
+
+/* Every path into the engine runs the loop nest here, on each of its
+ * threads, with flush-to-zero on (and the thread's mode restored after). */
 static void gemm_thread(const gemm_job *job, size_t tid, size_t nt)
+{
+    bpi_fpmode fp = bpi_fpmode_enter();
+    gemm_thread_body(job, tid, nt);
+    bpi_fpmode_leave(&fp);
+}
+
+static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
 {
     const bpi_gemm_blocking *blk = &job->blk;
     size_t mr = job->ukr->mr, nr = job->ukr->nr;

@@ -151,54 +151,167 @@ typedef struct update_args {
     int n_threads;
 } update_args;
 
-/* p, g (n); v (n) velocity or NULL: p -= lr (momentum/Nesterov of g + wd p) */
-static void sgd_update(const bp_optim_config *c, const update_args *u, float *p, const float *g,
-                       float *v, size_t n)
+/* The new values of one element. The check pass and the write pass both
+ * call these, so what is checked is exactly what gets written. */
+
+/* SGD: p -= lr (momentum/Nesterov of g + wd p); *v is the velocity (has_v). */
+static inline float sgd_one(const update_args *u, float mu, int nesterov, int has_v, float p,
+                            float g, float *v)
 {
-    float mu = c->momentum;
-    int nesterov = c->nesterov;
-    BPI_OMP_FOR(u->n_threads, n)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * u->scale + u->wd * p[i];
-        if (v) {
-            v[i] = mu * v[i] + gi;
-            gi = nesterov ? gi + mu * v[i] : v[i];
-        }
-        p[i] -= u->lr * gi;
+    float gi = g * u->scale + u->wd * p;
+    if (has_v) {
+        *v = mu * *v + gi;
+        gi = nesterov ? gi + mu * *v : *v;
     }
+    return p - u->lr * gi;
 }
 
-/* p, g, m, v (n): the Adam update, computed as PyTorch does
- * (step_size m / (sqrt(v) / sqrt(c2) + eps)). */
-static void adam_update(const update_args *u, float *p, const float *g, float *m, float *v,
-                        size_t n)
+/* Adam, computed as PyTorch does (step_size m / (sqrt(v) / sqrt(c2) + eps)). */
+static inline float adam_one(const update_args *u, float p, float g, float *m, float *v)
 {
-    BPI_OMP_FOR(u->n_threads, n)
-    for (size_t i = 0; i < n; i++) {
-        if (u->decay != 0.0f)
-            p[i] -= u->decay * p[i];
-        float gi = g[i] * u->scale + u->wd * p[i];
-        m[i] = u->b1 * m[i] + (1.0f - u->b1) * gi;
-        v[i] = u->b2 * v[i] + (1.0f - u->b2) * gi * gi;
-        p[i] -= u->step_size * m[i] / (sqrtf(v[i]) * u->inv_sqrt_c2 + u->eps);
-    }
+    if (u->decay != 0.0f)
+        p -= u->decay * p;
+    float gi = g * u->scale + u->wd * p;
+    *m = u->b1 * *m + (1.0f - u->b1) * gi;
+    *v = u->b2 * *v + (1.0f - u->b2) * gi * gi;
+    return p - u->step_size * *m / (sqrtf(*v) * u->inv_sqrt_c2 + u->eps);
 }
 
-/* One tensor at float offset `off` with n entries; decay_ok: a weight. */
-static void update_tensor(bp_optim *opt, update_args u, size_t off, size_t n, int decay_ok)
+/* NaN or infinity, from the bits (cheap and vectorisable). */
+static inline unsigned nonfinite(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return (b & 0x7f800000u) == 0x7f800000u;
+}
+
+/* One tensor's pointers and the arguments for it (no decay on biases). */
+typedef struct tensor_update {
+    update_args u;
+    float *p, *s0, *s1;
+    const float *g;
+    int sgd, has_v, nesterov;
+    float mu;
+} tensor_update;
+
+static tensor_update tensor_at(bp_optim *opt, update_args u, size_t off, int decay_ok)
 {
     bp_net *net = opt->net;
-    const bp_optim_config *c = &opt->cfg;
-    float *p = net->params + off;
-    const float *g = net->grads + off;
-    float *s0 = opt->n_slots > 0 ? opt->state + off : NULL;
-    float *s1 = opt->n_slots > 1 ? opt->state + net->block_floats + off : NULL;
+    tensor_update t;
     if (!decay_ok)
         u.wd = u.decay = 0.0f;
-    if (c->type == BP_OPTIM_SGD)
-        sgd_update(c, &u, p, g, s0, n);
-    else
-        adam_update(&u, p, g, s0, s1, n);
+    t.u = u;
+    t.p = net->params + off;
+    t.g = net->grads + off;
+    t.s0 = opt->n_slots > 0 ? opt->state + off : NULL;
+    t.s1 = opt->n_slots > 1 ? opt->state + net->block_floats + off : NULL;
+    t.sgd = opt->cfg.type == BP_OPTIM_SGD;
+    t.has_v = t.s0 != NULL;
+    t.nesterov = opt->cfg.nesterov;
+    t.mu = opt->cfg.momentum;
+    return t;
+}
+
+/* Check pass over entries [lo, hi): 1 if any new parameter or state value
+ * would be NaN or infinite. Reads only. SGD's new values are computed
+ * exactly (a few multiplications). Adam's division and square root would
+ * double the cost of a step, so they are bounded instead: the step term
+ * q = step_size m / (sqrt(v) c + eps) has |q| <= step_size |m| / eps (the
+ * denominator is at least eps), so with |p'| and that bound below 1e38
+ * (FLT_MAX is 3.4e38, far above any rounding) p' - q is finite. Only a
+ * stretch where the bound cannot tell is computed exactly. Locals, not
+ * t's fields, in the loops: a float store could alias them. */
+static unsigned would_fail(const tensor_update *t, size_t lo, size_t hi)
+{
+    const update_args u = t->u;
+    const float *p = t->p, *g = t->g, *s0 = t->s0, *s1 = t->s1;
+    unsigned bad = 0;
+    if (t->sgd) {
+        const float mu = t->mu;
+        const int has_v = t->has_v, nesterov = t->nesterov;
+        for (size_t i = lo; i < hi; i++) {
+            float v = has_v ? s0[i] : 0.0f;
+            float pn = sgd_one(&u, mu, nesterov, has_v, p[i], g[i], &v);
+            bad |= nonfinite(pn) | nonfinite(v);
+        }
+        return bad;
+    }
+    const float inv_eps = 1.0f / u.eps, limit = 1e38f;
+    for (size_t i = lo; i < hi; i++) {
+        float pd = u.decay != 0.0f ? p[i] - u.decay * p[i] : p[i];
+        float gi = g[i] * u.scale + u.wd * pd;
+        float m = u.b1 * s0[i] + (1.0f - u.b1) * gi;
+        float v = u.b2 * s1[i] + (1.0f - u.b2) * gi * gi;
+        float q_bound = u.step_size * fabsf(m) * inv_eps;
+        bad |= nonfinite(v) | !(fabsf(pd) < limit) | !(q_bound < limit);
+    }
+    if (!bad)
+        return 0;
+    for (size_t i = lo; i < hi; i++) { /* rare: exactly */
+        float m = s0[i], v = s1[i];
+        float pn = adam_one(&u, p[i], g[i], &m, &v);
+        bad = nonfinite(pn) | nonfinite(m) | nonfinite(v);
+        if (bad)
+            return 1;
+    }
+    return 0;
+}
+
+/* The check pass of one tensor of n entries, in the norm's fixed chunks
+ * (their flags go where the norm's partial sums were). */
+static int tensor_would_fail(bp_optim *opt, const tensor_update *t, size_t n)
+{
+    size_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    BPI_OMP_FOR(t->u.n_threads, n)
+    for (size_t c = 0; c < chunks; c++) {
+        size_t hi = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
+        opt->partials[c] = (double)would_fail(t, c * NORM_CHUNK, hi);
+    }
+    for (size_t c = 0; c < chunks; c++)
+        if (opt->partials[c] != 0.0)
+            return 1;
+    return 0;
+}
+
+/* The write pass of one tensor of n entries (locals: see would_fail). */
+static void update_tensor(const tensor_update *t, size_t n)
+{
+    const update_args u = t->u;
+    float *p = t->p, *s0 = t->s0, *s1 = t->s1;
+    const float *g = t->g;
+    if (t->sgd) {
+        const float mu = t->mu;
+        const int has_v = t->has_v, nesterov = t->nesterov;
+        BPI_OMP_FOR(u.n_threads, n)
+        for (size_t i = 0; i < n; i++) {
+            float v = has_v ? s0[i] : 0.0f;
+            p[i] = sgd_one(&u, mu, nesterov, has_v, p[i], g[i], &v);
+            if (has_v)
+                s0[i] = v;
+        }
+    } else {
+        BPI_OMP_FOR(u.n_threads, n)
+        for (size_t i = 0; i < n; i++)
+            p[i] = adam_one(&u, p[i], g[i], &s0[i], &s1[i]);
+    }
+}
+
+/* Error path only: name the first entry whose update is not finite. */
+static bp_status diverged(const tensor_update *t, size_t layer, int weight, size_t n,
+                          const char *fn)
+{
+    size_t k = 0;
+    while (k + 1 < n && !would_fail(t, k, k + 1))
+        k++;
+    float m = t->s0 ? t->s0[k] : 0.0f, v = t->s1 ? t->s1[k] : 0.0f;
+    float p = t->sgd ? sgd_one(&t->u, t->mu, t->nesterov, t->has_v, t->p[k], t->g[k], &m)
+                     : adam_one(&t->u, t->p[k], t->g[k], &m, &v);
+    const char *what = nonfinite(p) ? "the parameter" : t->sgd ? "the velocity"
+                     : nonfinite(m) ? "the first moment" : "the second moment";
+    return bpi_fail(BP_ENUMERIC, "%s: layer %zu %s[%zu]: the update (lr %g) would make %s "
+                    "%s (diverging); the step was not applied", fn, layer,
+                    weight ? "W" : "b", k, (double)t->u.lr, what,
+                    p != p || m != m || v != v ? "NaN" : "infinite");
 }
 
 static update_args step_args(const bp_optim *opt, double sum_squares)
@@ -237,10 +350,23 @@ bp_status bp_optim_step(bp_optim *opt)
     if (!isfinite(ss))
         return nonfinite_grad(opt->net, fn);
     update_args u = step_args(opt, ss);
-    for (size_t i = 0; i < opt->net->n_layers; i++) {
-        const bpi_layer *L = &opt->net->layers[i];
-        update_tensor(opt, u, L->w_off, L->n_out * L->n_in, 1);
-        update_tensor(opt, u, L->b_off, L->n_out, 0);
+    /* A diverging step (its new parameters or state overflowing to
+     * infinity or NaN) is refused before anything is written: one read-only
+     * pass computes every new value, the second writes them. */
+    const bp_net *net = opt->net;
+    for (size_t i = 0; i < net->n_layers; i++) {
+        const bpi_layer *L = &net->layers[i];
+        tensor_update w = tensor_at(opt, u, L->w_off, 1), b = tensor_at(opt, u, L->b_off, 0);
+        if (tensor_would_fail(opt, &w, L->n_out * L->n_in))
+            return diverged(&w, i, 1, L->n_out * L->n_in, fn);
+        if (tensor_would_fail(opt, &b, L->n_out))
+            return diverged(&b, i, 0, L->n_out, fn);
+    }
+    for (size_t i = 0; i < net->n_layers; i++) {
+        const bpi_layer *L = &net->layers[i];
+        tensor_update w = tensor_at(opt, u, L->w_off, 1), b = tensor_at(opt, u, L->b_off, 0);
+        update_tensor(&w, L->n_out * L->n_in);
+        update_tensor(&b, L->n_out);
     }
     opt->steps++;
     return BP_OK;

@@ -1,22 +1,28 @@
 /* OpenMP in one place. Loops marked BPI_OMP_FOR split their iterations into
  * fixed static chunks; each iteration writes only its own outputs, so the
  * result does not depend on the number of threads. Small loops stay on the
- * calling thread: a parallel region costs a few microseconds. */
+ * calling thread: a parallel region costs a few microseconds. Every thread
+ * runs its share with flush-to-zero on and its own mode restored after
+ * (fpmode.h), the one-iteration guard loop doing enter and leave. */
 #ifndef BP_PARALLEL_H
 #define BP_PARALLEL_H
 
 #include "bp_config.h"
+#include "fpmode.h"
 
 /* Below this many elements of element-wise work, one thread is faster. */
 #define BPI_PAR_MIN_ELEMS 32768
 
 #define BPI_PRAGMA(x) _Pragma(#x)
 #if BP_HAVE_OPENMP
-#define BPI_OMP_FOR(n_threads, work) \
-    BPI_PRAGMA(omp parallel for num_threads(n_threads) if ((work) >= BPI_PAR_MIN_ELEMS) schedule(static))
+#define BPI_OMP_FOR(n_threads, work)                                                    \
+    BPI_PRAGMA(omp parallel num_threads(n_threads) if ((work) >= BPI_PAR_MIN_ELEMS))     \
+    for (bpi_fpmode bpi_fp_ = bpi_fpmode_enter(); bpi_fp_.once; bpi_fpmode_leave(&bpi_fp_)) \
+    BPI_PRAGMA(omp for schedule(static))
 #else
 /* Serial build: evaluate nothing, but keep the arguments "used". */
-#define BPI_OMP_FOR(n_threads, work) (void)sizeof(n_threads), (void)sizeof(work);
+#define BPI_OMP_FOR(n_threads, work) (void)sizeof(n_threads), (void)sizeof(work); \
+    for (bpi_fpmode bpi_fp_ = bpi_fpmode_enter(); bpi_fp_.once; bpi_fpmode_leave(&bpi_fp_))
 #endif
 
 #endif
