@@ -7,7 +7,8 @@
 # against perf/torch_fashion.py: wall time and test accuracy).
 #
 #   bash perf/compare.sh [--build DIR] [--quick] [--rounds R] [--steps S]
-#        [--configs a,b,c] [--threads 1,2] [--optimizers sgd,adam] [--no-fashion]
+#        [--configs a,b,c] [--threads 1,2] [--optimizers sgd,adam]
+#        [--no-fashion | --fashion-only]
 #
 # Configurations: (a) 784-256-128-100-10 batch 128, (b) 1024-1024-1024-1024-10
 # batch 256, (c) 4096-4096-4096-10 batch 64. --quick: SGD only, 3 rounds of
@@ -34,7 +35,8 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift ;;
     --optimizers) optimizers=$2; shift ;;
     --no-fashion) fashion=0 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --fashion-only) configs= ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -95,7 +97,7 @@ for cfg in ${configs//,/ }; do
 done
 
 # The table: medians over the rounds; PyTorch's best environment.
-"$py" - "$raw" <<'PY'
+[ -z "$configs" ] || "$py" - "$raw" <<'PY'
 import json, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -144,7 +146,8 @@ if [ $fashion = 1 ]; then
     bp_wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
     pt="n/a"
     if [ $have_torch = 1 ]; then
-        best_env=$("$py" - "$raw" <<'PY'
+        # (with no cells measured: the forced kernel, the last environment)
+        best_env=$("$py" - "$raw" "${envs[${#envs[@]}-1]}" <<'PY'
 import json, sys, collections
 wins = collections.Counter()
 cells = collections.defaultdict(dict)
@@ -154,11 +157,13 @@ for line in open(sys.argv[1]):
         cells[d["cell"]].setdefault(d["variant"][8:], []).append(d["samples_per_second"])
 for v in cells.values():
     wins[max(v, key=lambda k: sorted(v[k])[len(v[k]) // 2])] += 1
-print(wins.most_common(1)[0][0] if wins else "asis")
+print(wins.most_common(1)[0][0] if wins else sys.argv[2])
 PY
 )
         pt=$(torch_env "$best_env" "$py" "$here/torch_fashion.py" --threads "$(nproc)" 2>/dev/null |
-             "$py" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(f"{d[\"wall_seconds\"]:.1f} s, test accuracy {d[\"test_accuracy\"]:.4f}")')
+             "$py" -c 'import json, sys
+d = json.loads(sys.stdin.read())
+print("%.1f s, test accuracy %.4f" % (d["wall_seconds"], d["test_accuracy"]))')
         pt="$pt (OpenBLAS env: $best_env)"
     fi
     echo
