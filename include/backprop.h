@@ -131,6 +131,37 @@ BP_API bp_status bp_ctx_topology(const bp_ctx *ctx, bp_topology_info *info);
  * available. Empty string for a NULL ctx. */
 BP_API const char *bp_ctx_isa(const bp_ctx *ctx);
 
+/* How backward passes run. SCHEDULED (the default) plans, when a net is
+ * created, where each layer's gradient work goes: the input-gradient chain
+ * on one group of cores, the weight and bias gradients on others sharing
+ * caches (groups cut along hwloc's cache domains), when the cost model
+ * predicts a gain over SEQUENTIAL, which runs each GEMM on all threads in
+ * graph order. Results are bitwise identical either way. The environment
+ * variable BP_SCHED=sequential|auto, read at bp_ctx_create, overrides the
+ * default (anything else: BP_EINVAL). A net keeps the plan it was created
+ * with; it runs it only while the context still has the same thread count
+ * and mode (else the sequential backward). */
+typedef enum bp_backward_mode {
+    BP_BACKWARD_SEQUENTIAL = 0,
+    BP_BACKWARD_SCHEDULED = 1
+} bp_backward_mode;
+BP_API bp_status bp_ctx_set_backward(bp_ctx *ctx, bp_backward_mode mode);
+BP_API bp_backward_mode bp_ctx_backward(const bp_ctx *ctx);
+
+/* The backward plan for an MLP of widths[0] inputs and layers of widths[1..
+ * n_widths) at `batch`, on n_threads threads (0: one per core) of this
+ * machine, or of the topology given as an hwloc synthetic string or an
+ * hwloc XML file (at most one non-NULL; hwloc also honours HWLOC_SYNTHETIC
+ * and HWLOC_XMLFILE), as text: the groups of cores, each group's tasks as a
+ * timeline with predicted times, where each layer's memory goes, and the
+ * predicted time against the sequential backward. Written into buf
+ * (truncated to size, always NUL-terminated); *needed (may be NULL) gets
+ * the full length + 1. */
+BP_API bp_status bp_backward_plan_text(const size_t *widths, size_t n_widths, size_t batch,
+                                       int n_threads, const char *synthetic,
+                                       const char *xml_path, char *buf, size_t size,
+                                       size_t *needed);
+
 /* ------------------------------------------------------------------ network */
 
 typedef enum bp_activation {

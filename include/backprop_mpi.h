@@ -52,10 +52,15 @@ typedef struct bp_mpi_options {
     int overlap;         /* 1: start reductions during backward; 0: after it */
     size_t bucket_bytes; /* consecutive layers share one reduction up to this
                             many bytes of gradient (a bigger layer goes alone) */
+    int layer_updates;   /* 1: update each layer as soon as its own reduction
+                            is done, while the others are in flight (needs
+                            clip_norm 0; bp_mpi_prepare then keeps a copy of
+                            the parameters and optimizer state, to put a
+                            refused step back); 0: update after all */
 } bp_mpi_options;
 
-/* Defaults: not exact, shards = ranks, overlap on, 64 KiB buckets. Not
- * collective. */
+/* Defaults: not exact, shards = ranks, overlap on, 64 KiB buckets, layer
+ * updates on. Not collective. */
 BP_API bp_status bp_mpi_options_default(bp_mpi_options *opt);
 
 /* Train ctx's nets over `comm`: the library keeps a duplicate
@@ -99,6 +104,8 @@ typedef struct bp_mpi_stats {
                                overlap did not hide */
     double update_seconds;  /* the optimizer step */
     uint64_t reductions;    /* bucket reductions started */
+    uint64_t layer_updates; /* layers updated as soon as their own reduction
+                               was done (layer_updates option) */
 } bp_mpi_stats;
 
 /* Not collective. */

@@ -78,8 +78,13 @@ for bind in core none; do
     row "2 ranks x 1 thread, bind-to $bind, overlap on" "$s" "$k" "$c" "$e_on" "$u" "$hidden"
     row "2 ranks x 1 thread, bind-to $bind, overlap off" "$s2" "$k2" "$c2" "$e_off" "$u2"
 done
+read -r s k c e u < <(BP_MPI_LAYER_UPDATES=0 measure "${mpirun[@]}" --bind-to core \
+    -x BP_MPI_LAYER_UPDATES -np 2 "$BP" train "${common[@]}" --batch 128 --threads 1)
+row "2 ranks x 1 thread, bind-to core, no layer upd." "$s" "$k" "$c" "$e" "$u"
 cat <<'EOF'
 compute: forward + backward per step (ms), the reductions started from it included;
 exposed: waiting for the reductions after the backward (ms), skew between ranks included;
+update: the optimizer's time (ms); with layer updates (the default) the layers are updated
+        while later reductions are still in flight, and "exposed" excludes that time;
 hidden: exposed(overlap off) - exposed(overlap on): communication the backward covered.
 EOF

@@ -1,4 +1,5 @@
 #include <stdlib.h>
+#include <string.h>
 
 #include "alloc.h"
 #include "bp_config.h"
@@ -6,6 +7,7 @@
 #include "ctx.h"
 #include "dist.h"
 #include "error.h"
+#include "topo_desc.h"
 
 #if BP_HAVE_OPENMP
 #include <omp.h>
@@ -44,6 +46,21 @@ static bp_status set_workspace(bp_ctx *ctx, int n_threads, const char *fn)
     return BP_OK;
 }
 
+/* BP_SCHED=sequential|auto; unset means auto (scheduled). */
+static bp_status backward_from_env(bp_backward_mode *mode)
+{
+    const char *v = getenv("BP_SCHED");
+    *mode = BP_BACKWARD_SCHEDULED;
+    if (!v || !*v || !strcmp(v, "auto"))
+        return BP_OK;
+    if (!strcmp(v, "sequential")) {
+        *mode = BP_BACKWARD_SEQUENTIAL;
+        return BP_OK;
+    }
+    return bpi_fail(BP_EINVAL, "bp_ctx_create: BP_SCHED is '%s' (expected sequential or auto)",
+                    v);
+}
+
 bp_status bp_ctx_create(bp_ctx **out, int n_threads)
 {
     if (!out)
@@ -53,10 +70,20 @@ bp_status bp_ctx_create(bp_ctx **out, int n_threads)
                         n_threads, BPI_MAX_THREADS);
     const bpi_ukr *ukr;
     BPI_TRY(bpi_ukr_choose(&ukr, "bp_ctx_create"));
+    bp_backward_mode backward;
+    BPI_TRY(backward_from_env(&backward));
     bp_ctx *ctx = bpi_alloc(sizeof *ctx);
     if (!ctx)
         return bpi_fail(BP_ENOMEM, "bp_ctx_create: cannot allocate the context");
     bpi_topology_detect(&ctx->topo);
+    ctx->backward = backward;
+    ctx->cores = bpi_alloc(sizeof *ctx->cores);
+    if (!ctx->cores) {
+        bpi_free(ctx);
+        return bpi_fail(BP_ENOMEM, "bp_ctx_create: cannot allocate the core list");
+    }
+    if (bpi_topo_describe(ctx->cores, NULL, NULL, ctx->topo.n_cores) != BP_OK)
+        bpi_topo_flat(ctx->cores, ctx->topo.n_cores); /* planning still works, flat */
     ctx->gemm.ukr = ukr;
     bpi_gemm_blocking_init(&ctx->gemm.blk, ukr, &ctx->topo);
 #if !BP_HAVE_OPENMP
@@ -66,6 +93,7 @@ bp_status bp_ctx_create(bp_ctx **out, int n_threads)
         n_threads = default_threads(&ctx->topo);
     bp_status s = set_workspace(ctx, n_threads, "bp_ctx_create");
     if (s != BP_OK) {
+        bpi_free(ctx->cores);
         bpi_free(ctx);
         return s;
     }
@@ -81,6 +109,7 @@ void bp_ctx_destroy(bp_ctx *ctx)
     bpi_dist_free(ctx->dist);
 #endif
     bpi_free(ctx->gemm.workspace);
+    bpi_free(ctx->cores);
     bpi_free(ctx);
 }
 
@@ -115,4 +144,20 @@ bp_status bp_ctx_topology(const bp_ctx *ctx, bp_topology_info *info)
 const char *bp_ctx_isa(const bp_ctx *ctx)
 {
     return ctx ? ctx->gemm.ukr->isa : "";
+}
+
+bp_status bp_ctx_set_backward(bp_ctx *ctx, bp_backward_mode mode)
+{
+    if (!ctx)
+        return bpi_fail(BP_EINVAL, "bp_ctx_set_backward: ctx is NULL");
+    if (mode != BP_BACKWARD_SEQUENTIAL && mode != BP_BACKWARD_SCHEDULED)
+        return bpi_fail(BP_EINVAL, "bp_ctx_set_backward: mode is %d (not a bp_backward_mode)",
+                        (int)mode);
+    ctx->backward = mode;
+    return BP_OK;
+}
+
+bp_backward_mode bp_ctx_backward(const bp_ctx *ctx)
+{
+    return ctx ? ctx->backward : BP_BACKWARD_SEQUENTIAL;
 }

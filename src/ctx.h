@@ -11,6 +11,8 @@ struct bp_ctx {
     bp_topology_info topo;
     bpi_gemm_env gemm;      /* workspace owned by the context */
     struct bpi_dist *dist;  /* MPI training state (src/mpi.c); NULL without a communicator */
+    bp_backward_mode backward;
+    struct bpi_topo_desc *cores; /* the cores for the backward planner */
 };
 
 /* Fill *topo from hwloc (when built with it) or with fallbacks, with cache

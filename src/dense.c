@@ -2,6 +2,7 @@
 
 #include "dense.h"
 #include "parallel.h"
+#include "team.h"
 
 /* Columns per task of the bias work: each task owns whole columns and walks
  * the rows in order, so every sum has one fixed order for any thread count. */
@@ -17,19 +18,24 @@ void bpi_dense_forward(const bpi_gemm_env *gemm, const float *X, const float *W,
     bpi_sgemm(gemm, 0, 1, B, n_out, n_in, 1.0f, X, n_in, W, n_in, 1.0f, Z, n_out);
 }
 
+/* db[j0, j1) = column sums of dZ, rows in order. */
+static void column_sums_task(const float *dZ, float *db, size_t B, size_t n_out, size_t t)
+{
+    size_t j0 = t * COLS_PER_TASK;
+    size_t j1 = j0 + COLS_PER_TASK < n_out ? j0 + COLS_PER_TASK : n_out;
+    for (size_t j = j0; j < j1; j++)
+        db[j] = 0.0f;
+    for (size_t r = 0; r < B; r++)
+        for (size_t j = j0; j < j1; j++)
+            db[j] += dZ[r * n_out + j];
+}
+
 static void column_sums(const float *dZ, float *db, size_t B, size_t n_out, int n_threads)
 {
     size_t n_tasks = (n_out + COLS_PER_TASK - 1) / COLS_PER_TASK;
     BPI_OMP_FOR(n_threads, B * n_out)
-    for (size_t t = 0; t < n_tasks; t++) {
-        size_t j0 = t * COLS_PER_TASK;
-        size_t j1 = j0 + COLS_PER_TASK < n_out ? j0 + COLS_PER_TASK : n_out;
-        for (size_t j = j0; j < j1; j++)
-            db[j] = 0.0f;
-        for (size_t r = 0; r < B; r++)
-            for (size_t j = j0; j < j1; j++)
-                db[j] += dZ[r * n_out + j];
-    }
+    for (size_t t = 0; t < n_tasks; t++)
+        column_sums_task(dZ, db, B, n_out, t);
 }
 
 void bpi_dense_backward(const bpi_gemm_env *gemm, const float *dZ, const float *X,
@@ -40,4 +46,21 @@ void bpi_dense_backward(const bpi_gemm_env *gemm, const float *dZ, const float *
     column_sums(dZ, db, B, n_out, gemm->n_threads);
     if (dX)
         bpi_sgemm(gemm, 0, 0, B, n_in, n_out, 1.0f, dZ, n_out, W, n_in, 0.0f, dX, n_in);
+}
+
+void bpi_dense_input_grad_team(const bpi_gemm_env *gemm, const bpi_team *team, const float *dZ,
+                               const float *W, float *dX, size_t B, size_t n_in, size_t n_out)
+{
+    bpi_sgemm_team(gemm, team, 0, 0, B, n_in, n_out, 1.0f, dZ, n_out, W, n_in, 0.0f, dX, n_in);
+}
+
+void bpi_dense_weight_grad_team(const bpi_gemm_env *gemm, const bpi_team *team,
+                                const float *dZ, const float *X, float *dW, float *db,
+                                size_t B, size_t n_in, size_t n_out)
+{
+    bpi_sgemm_team(gemm, team, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f, dW, n_in);
+    size_t lo, hi;
+    bpi_team_range(team, (n_out + COLS_PER_TASK - 1) / COLS_PER_TASK, &lo, &hi);
+    for (size_t t = lo; t < hi; t++)
+        column_sums_task(dZ, db, B, n_out, t);
 }

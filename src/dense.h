@@ -19,4 +19,15 @@ void bpi_dense_backward(const bpi_gemm_env *gemm, const float *dZ, const float *
                         const float *W, float *dW, float *db, float *dX, size_t B,
                         size_t n_in, size_t n_out);
 
+/* The same two halves of the backward, run by a team of threads of an
+ * enclosing parallel region (every member calls; see team.h):
+ * dX (B, n_in) = dZ W, and dW = dZ^T X with db = colsum dZ. */
+struct bpi_team;
+void bpi_dense_input_grad_team(const bpi_gemm_env *gemm, const struct bpi_team *team,
+                               const float *dZ, const float *W, float *dX, size_t B,
+                               size_t n_in, size_t n_out);
+void bpi_dense_weight_grad_team(const bpi_gemm_env *gemm, const struct bpi_team *team,
+                                const float *dZ, const float *X, float *dW, float *db,
+                                size_t B, size_t n_in, size_t n_out);
+
 #endif

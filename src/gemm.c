@@ -36,6 +36,7 @@
 #include "bp_config.h"
 #include "fpmode.h"
 #include "gemm.h"
+#include "team.h"
 #include "ukr.h"
 
 #if BP_HAVE_OPENMP
@@ -486,4 +487,24 @@ void bpi_sgemm(const bpi_gemm_env *env, int transA, int transB,
     (void)n_threads;
 #endif
     gemm_thread(&job, 0, 1);
+}
+
+void bpi_sgemm_team(const bpi_gemm_env *env, const bpi_team *team, int transA, int transB,
+                    size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+                    const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    if (team->size <= 1) { /* on the calling thread: the plain engine does that */
+        bpi_sgemm(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (M == 0 || N == 0)
+        return;
+    if (alpha == 0.0f || K == 0) {
+        size_t lo, hi; /* rows of C, one range per member */
+        split_range(M, (size_t)team->size, (size_t)team->rank, &lo, &hi);
+        scale_c(hi - lo, N, beta, C + lo * ldc, ldc);
+        return;
+    }
+    gemm_job job = make_job(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_thread(&job, (size_t)team->rank, (size_t)team->size);
 }

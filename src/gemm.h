@@ -53,4 +53,14 @@ void bpi_sgemm(const bpi_gemm_env *env, int transA, int transB,
                const float *A, size_t lda, const float *B, size_t ldb,
                float beta, float *C, size_t ldc);
 
+/* The same product computed by every member of a team of threads of an
+ * enclosing parallel region (team.h), with the team's own barriers: all
+ * team->size members call it with the same arguments. env's workspace must
+ * be sized for team->size threads; env->n_threads is not used. Same bits as
+ * bpi_sgemm for any team size. */
+struct bpi_team;
+void bpi_sgemm_team(const bpi_gemm_env *env, const struct bpi_team *team, int transA,
+                    int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
+                    size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
+
 #endif

@@ -54,8 +54,12 @@ struct bpi_dist {
     size_t n_buckets;
     size_t *bucket_of;        /* layer -> bucket */
     MPI_Request *reqs;        /* per bucket */
-    unsigned char *summed;    /* per bucket: exact mode's sum done this step */
+    unsigned char *summed;    /* per bucket, this step: 1 = exact mode's sum done,
+                                 2 = its layers updated */
     float *send, *recv;       /* exact: (local, bucket) and (shards, bucket) per bucket */
+    float *snap;              /* layer updates: (1 + snap_slots) x net_floats, the values
+                                 they overwrote (see bpi_optim_layerwise_update) */
+    size_t snap_slots;
     double *loss_send;        /* local shard losses x rows, then the status */
     double *loss_recv;        /* size x (local + 1) */
     /* the step in progress */
@@ -91,6 +95,8 @@ static void release_net(bpi_dist *d)
     bpi_free(d->recv);
     bpi_free(d->loss_send);
     bpi_free(d->loss_recv);
+    bpi_free(d->snap);
+    d->snap = NULL;
     d->buckets = NULL, d->bucket_of = NULL, d->reqs = NULL, d->summed = NULL, d->send = d->recv = NULL;
     d->loss_send = d->loss_recv = NULL;
     d->net = NULL;
@@ -116,6 +122,7 @@ bp_status bp_mpi_options_default(bp_mpi_options *opt)
     memset(opt, 0, sizeof *opt);
     opt->overlap = 1;
     opt->bucket_bytes = DEFAULT_BUCKET_BYTES;
+    opt->layer_updates = 1;
     return BP_OK;
 }
 
@@ -154,6 +161,9 @@ static bp_status check_options(const bp_mpi_options *o, int size, int *shards, c
         return bpi_fail(BP_EINVAL, "%s: exact is %d (expected 0 or 1)", fn, o->exact);
     if (o->overlap != 0 && o->overlap != 1)
         return bpi_fail(BP_EINVAL, "%s: overlap is %d (expected 0 or 1)", fn, o->overlap);
+    if (o->layer_updates != 0 && o->layer_updates != 1)
+        return bpi_fail(BP_EINVAL, "%s: layer_updates is %d (expected 0 or 1)", fn,
+                        o->layer_updates);
     if (o->shards < 0 || o->shards > 1 << 20)
         return bpi_fail(BP_EINVAL, "%s: shards is %d (expected 0..2^20)", fn, o->shards);
     *shards = o->shards ? o->shards : size;
@@ -205,8 +215,9 @@ bp_status bp_ctx_set_comm(bp_ctx *ctx, MPI_Comm comm, const bp_mpi_options *opt)
     MPI_Comm_size(d->comm, &d->size);
     d->opt = o;
     bp_status s = check_options(&o, d->size, &d->shards, fn);
-    int64_t v[4] = {o.exact, o.shards, o.overlap, (int64_t)o.bucket_bytes};
-    s = agree(d, s, v, 4, "the MPI options (exact, shards, overlap, bucket_bytes)", fn);
+    int64_t v[5] = {o.exact, o.shards, o.overlap, (int64_t)o.bucket_bytes, o.layer_updates};
+    s = agree(d, s, v, 5, "the MPI options (exact, shards, overlap, bucket_bytes, "
+                          "layer_updates)", fn);
     if (s != BP_OK) {
         bpi_dist_free(d);
         return s;
@@ -287,7 +298,7 @@ static void *alloc_n(size_t n, size_t size)
     return bpi_mul(n, size, &bytes) && bytes ? bpi_alloc(bytes) : NULL;
 }
 
-static bp_status alloc_net(bpi_dist *d, const bp_net *net, const char *fn)
+static bp_status alloc_net(bpi_dist *d, const bp_net *net, const bp_optim *opt, const char *fn)
 {
     size_t L = net->n_layers, S = (size_t)d->shards, F = net->block_floats;
     d->buckets = alloc_n(L, sizeof *d->buckets);
@@ -310,6 +321,13 @@ static bp_status alloc_net(bpi_dist *d, const bp_net *net, const char *fn)
         if (!d->send || !d->recv)
             return bpi_fail(BP_ENOMEM, "%s: cannot allocate %zu x %zu floats of gather buffers",
                             fn, S + (size_t)d->local, F);
+    }
+    if (opt && d->opt.layer_updates && opt->cfg.clip_norm == 0.0f) {
+        d->snap = alloc_n(F, (1 + opt->n_slots) * sizeof(float));
+        if (!d->snap)
+            return bpi_fail(BP_ENOMEM, "%s: cannot allocate %zu x %zu floats for layer updates "
+                                       "(layer_updates 0 does without)", fn, 1 + opt->n_slots, F);
+        d->snap_slots = opt->n_slots;
     }
     return BP_OK;
 }
@@ -337,7 +355,7 @@ bp_status bp_mpi_prepare(bp_net *net, bp_optim *opt)
         BPI_TRY(bcast(&opt->steps, 1, MPI_UINT64_T, sizeof(uint64_t), d->comm, fn));
     }
     release_net(d);
-    s = alloc_net(d, net, fn);
+    s = alloc_net(d, net, opt, fn);
     if (s != BP_OK) {
         release_net(d);
         return s;
@@ -496,15 +514,62 @@ static void sum_shards(bpi_dist *d, size_t k)
             sum += r[s * n + i];
         g[i] = sum;
     }
-    d->summed[k] = 1;
+    d->summed[k] |= 1;
 }
 
-/* Start what the backward did not, wait, sum the shards (exact mode) and
- * gather the losses and statuses; then the update. *loss: the global mean. */
+/* The gathered losses and statuses: any rank's failure fails the step
+ * everywhere; else *total = the sum of the shards' losses x rows, in shard
+ * order. */
+static bp_status gathered(const bpi_dist *d, double *total, const char *fn)
+{
+    size_t per = (size_t)d->local + 1;
+    *total = 0.0;
+    for (int r = 0; r < d->size; r++) {
+        const double *x = d->loss_recv + (size_t)r * per;
+        if (x[d->local] != 0.0)
+            return bpi_fail((bp_status)x[d->local], "%s: rank %d failed this step (%s): see "
+                            "its message; no parameter changed", fn, r,
+                            bp_status_str((bp_status)x[d->local]));
+        for (int j = 0; j < d->local; j++)
+            *total += x[j];
+    }
+    return BP_OK;
+}
+
+/* Bucket k's gradients are final (summed, in exact mode): update its
+ * layers, unless an earlier one failed (then only the sums are done). */
+static bp_status bucket_arrived(bpi_dist *d, bp_optim *opt, size_t k, bp_status s,
+                                double *update_seconds, const char *fn)
+{
+    if (d->opt.exact && !(d->summed[k] & 1))
+        sum_shards(d, k);
+    if (!opt || s != BP_OK || (d->summed[k] & 2))
+        return s;
+    double t = seconds();
+    const bucket *b = &d->buckets[k];
+    for (size_t i = b->hi + 1; i-- > b->lo;) {
+        s = bpi_optim_layerwise_update(opt, i, d->snap, fn);
+        d->stats.layer_updates += s == BP_OK;
+        if (s != BP_OK) { /* layer i is as it was: put back the ones after it */
+            for (size_t r = i + 1; r <= b->hi; r++)
+                bpi_optim_layerwise_restore(opt, r, d->snap);
+            break;
+        }
+    }
+    if (s == BP_OK)
+        d->summed[k] |= 2;
+    *update_seconds += seconds() - t;
+    return s;
+}
+
+/* Start what the backward did not, gather the losses and statuses, and as
+ * each bucket's reduction completes sum its shards (exact mode) and, with
+ * layer updates, update its layers at once; else update after all.
+ * *loss: the global mean. */
 static bp_status step_finish(bpi_dist *d, bp_optim *opt, size_t N, bp_status local,
                              float *loss, const char *fn)
 {
-    double t0 = seconds();
+    double t0 = seconds(), upd = 0.0, total = 0.0;
     size_t per = (size_t)d->local + 1;
     while (d->next_bucket < d->n_buckets)
         start_next(d);
@@ -514,40 +579,46 @@ static bp_status step_finish(bpi_dist *d, bp_optim *opt, size_t N, bp_status loc
     if (err == MPI_SUCCESS)
         err = MPI_Iallgather(d->loss_send, (int)per, MPI_DOUBLE, d->loss_recv, (int)per,
                              MPI_DOUBLE, d->comm, &lreq);
-    /* Sum each bucket as it arrives; progress() may have completed some
-     * already (their requests are MPI_REQUEST_NULL: summed after). */
-    while (err == MPI_SUCCESS) {
-        int k = MPI_UNDEFINED;
-        err = MPI_Waitany((int)d->n_buckets, d->reqs, &k, MPI_STATUS_IGNORE);
-        if (err != MPI_SUCCESS || k == MPI_UNDEFINED)
-            break;
-        if (d->opt.exact)
-            sum_shards(d, (size_t)k);
-    }
-    for (size_t k = 0; err == MPI_SUCCESS && d->opt.exact && k < d->n_buckets; k++)
-        if (!d->summed[k])
-            sum_shards(d, k);
+    /* Whether every rank's shards went through, before anything changes
+     * (it comes as soon as the last rank's backward ends). */
     if (err == MPI_SUCCESS)
         err = MPI_Wait(&lreq, MPI_STATUS_IGNORE);
-    double t1 = seconds();
-    d->stats.wait_seconds += t1 - t0;
-    if (err != MPI_SUCCESS)
-        return mpi_fail(err, fn, "waiting for the gradient reduction");
-    if (local != BP_OK)
-        return local;
-    /* The loss in shard order; any rank's failure fails the step everywhere. */
-    double total = 0.0;
-    for (int r = 0; r < d->size; r++) {
-        const double *x = d->loss_recv + (size_t)r * per;
-        if (x[d->local] != 0.0)
-            return bpi_fail((bp_status)x[d->local], "%s: rank %d failed this step (%s): see "
-                            "its message; no parameter changed", fn, r,
-                            bp_status_str((bp_status)x[d->local]));
-        for (int j = 0; j < d->local; j++)
-            total += x[j];
+    bp_status s = local;
+    if (err == MPI_SUCCESS && s == BP_OK)
+        s = gathered(d, &total, fn);
+    bp_optim *layerwise = NULL;
+    if (s == BP_OK && opt && d->snap && bpi_optim_layerwise_ok(opt, d->snap_slots)) {
+        layerwise = opt;
+        bpi_optim_layerwise_begin(opt);
     }
-    bp_status s = bp_optim_step(opt);
-    d->stats.update_seconds += seconds() - t1;
+    /* In bucket order (the order they were started, so the order they
+     * finish in, mostly): the last layers first. Every request is waited
+     * for, whatever failed. */
+    for (size_t k = 0; k < d->n_buckets; k++) {
+        int e = MPI_Wait(&d->reqs[k], MPI_STATUS_IGNORE);
+        if (err == MPI_SUCCESS)
+            err = e;
+        if (err == MPI_SUCCESS)
+            s = bucket_arrived(d, layerwise, k, s, &upd, fn);
+    }
+    if (err != MPI_SUCCESS && s == BP_OK)
+        s = mpi_fail(err, fn, "waiting for the gradient reduction");
+    double t1 = seconds();
+    d->stats.wait_seconds += t1 - t0 - upd;
+    if (layerwise && s != BP_OK) {
+        /* All or nothing: put back the layers already updated. */
+        for (size_t k = 0; k < d->n_buckets; k++)
+            if (d->summed[k] & 2)
+                for (size_t i = d->buckets[k].lo; i <= d->buckets[k].hi; i++)
+                    bpi_optim_layerwise_restore(opt, i, d->snap);
+    }
+    if (s != BP_OK)
+        return s;
+    if (layerwise)
+        bpi_optim_layerwise_end(opt);
+    else
+        s = bp_optim_step(opt);
+    d->stats.update_seconds += upd + (seconds() - t1);
     d->stats.steps++;
     if (loss)
         *loss = (float)(total / (double)N);

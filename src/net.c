@@ -7,6 +7,7 @@
 #include "error.h"
 #include "net.h"
 #include "rng.h"
+#include "sched.h"
 
 static int valid_activation(bp_activation a)
 {
@@ -162,6 +163,11 @@ bp_status bp_net_create(bp_net **out, bp_ctx *ctx, size_t n_in, size_t n_layers,
                         fn, sz.params, sz.acts);
     }
     assign_views(net);
+    bp_status s = bpi_sched_create(net, &net->sched);
+    if (s != BP_OK) {
+        bp_net_destroy(net);
+        return s;
+    }
     *out = net;
     return BP_OK;
 }
@@ -175,6 +181,7 @@ void bp_net_destroy(bp_net *net)
     bpi_free(net->acts);
     bpi_free(net->row_loss);
     bpi_free(net->batch_labels);
+    bpi_sched_destroy(net->sched);
     bpi_free(net->layers);
     bpi_free(net);
 }

@@ -48,6 +48,7 @@ struct bp_net {
     size_t batch;            /* rows of the last forward, 0 before any */
     const float *x_last;     /* input of the last forward */
     int want_input_grad;
+    struct bpi_sched *sched;         /* the backward plan, NULL: sequential */
     bpi_grads_ready_fn grads_ready;  /* NULL: nobody listens */
     void *grads_ready_user;
 };

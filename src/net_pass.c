@@ -6,6 +6,7 @@
 #include "error.h"
 #include "head.h"
 #include "net.h"
+#include "sched.h"
 
 /* ------------------------------------------------------------- checks */
 
@@ -143,6 +144,14 @@ bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targ
     double mean = mean_row_loss(net);
     if (!isfinite(mean))
         return numeric_failure(net, labels, targets, fn);
+    /* The plan, unless someone listens for each layer's gradients (MPI's
+     * all-reduce may only be started from this thread, between layers). */
+    if (!net->grads_ready && bpi_sched_usable(net->sched, net) &&
+        bpi_sched_backward(net, net->sched)) {
+        if (loss)
+            *loss = (float)mean;
+        return BP_OK;
+    }
     for (size_t i = net->n_layers; i-- > 0;) {
         bpi_layer *L = &net->layers[i];
         const float *X = i > 0 ? net->layers[i - 1].A : net->x_last;

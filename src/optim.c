@@ -140,16 +140,6 @@ static bp_status nonfinite_grad(const bp_net *net, const char *fn)
 
 /* ------------------------------------------------------------ updates */
 
-typedef struct update_args {
-    float lr;          /* lr_t of this step */
-    float wd;          /* L2 term added to the gradient (0 for biases and AdamW) */
-    float decay;       /* AdamW: p -= decay p, decay = lr_t wd (0 otherwise) */
-    float scale;       /* gradient clipping factor (1 = none) */
-    float b1, b2, eps;
-    float step_size;   /* Adam: lr_t / (1 - b1^(t+1)) */
-    float inv_sqrt_c2; /* Adam: 1 / sqrt(1 - b2^(t+1)) */
-    int n_threads;
-} update_args;
 
 /* The new values of one element. The check pass and the write pass both
  * call these, so what is checked is exactly what gets written. */
@@ -370,6 +360,128 @@ bp_status bp_optim_step(bp_optim *opt)
     }
     opt->steps++;
     return BP_OK;
+}
+
+/* ---------------------------------------------- layer by layer (MPI) */
+
+/* bp_optim_step's refusal of a bad step is all-or-nothing, yet each layer
+ * is updated as soon as its gradient is final, before the later layers'
+ * gradients are known. So each layer's write pass also saves the values it
+ * overwrites into a snapshot (parameter and state blocks at the same
+ * offsets), and a later failure puts the written layers back from it.
+ * Saving costs the same memory traffic as bp_optim_step's separate
+ * read-only check pass, which it replaces, and the new values are computed
+ * by the same functions, so the bits are bp_optim_step's. Global-norm
+ * clipping needs every gradient first: not here. */
+
+int bpi_optim_layerwise_ok(const bp_optim *opt, size_t snap_slots)
+{
+    return opt->cfg.clip_norm == 0.0f && opt->n_slots <= snap_slots;
+}
+
+void bpi_optim_layerwise_begin(bp_optim *opt)
+{
+    opt->step_args = step_args(opt, 0.0);
+}
+
+/* Entries [lo, hi) of one tensor written, their old values saved; 1 if any
+ * new value is not finite. */
+static unsigned update_saving(const tensor_update *t, size_t lo, size_t hi, float *snap,
+                              size_t block)
+{
+    const update_args u = t->u;
+    float *p = t->p, *s0 = t->s0, *s1 = t->s1;
+    float *sp = snap, *ss0 = snap + block, *ss1 = snap + 2 * block;
+    const float *g = t->g;
+    unsigned bad = 0;
+    if (t->sgd) {
+        const float mu = t->mu;
+        const int has_v = t->has_v, nesterov = t->nesterov;
+        for (size_t i = lo; i < hi; i++) {
+            float v = has_v ? s0[i] : 0.0f;
+            sp[i] = p[i];
+            if (has_v)
+                ss0[i] = v;
+            float pn = sgd_one(&u, mu, nesterov, has_v, p[i], g[i], &v);
+            bad |= nonfinite(pn) | nonfinite(v);
+            p[i] = pn;
+            if (has_v)
+                s0[i] = v;
+        }
+        return bad;
+    }
+    for (size_t i = lo; i < hi; i++) {
+        float m = s0[i], v = s1[i];
+        sp[i] = p[i], ss0[i] = m, ss1[i] = v;
+        float pn = adam_one(&u, p[i], g[i], &m, &v);
+        bad |= nonfinite(pn) | nonfinite(m) | nonfinite(v);
+        p[i] = pn, s0[i] = m, s1[i] = v;
+    }
+    return bad;
+}
+
+/* snap: the snapshot block's floats at this tensor's offset. */
+static int tensor_update_saving(bp_optim *opt, const tensor_update *t, size_t n, float *snap)
+{
+    size_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK, block = opt->net->block_floats;
+    BPI_OMP_FOR(t->u.n_threads, n)
+    for (size_t c = 0; c < chunks; c++) {
+        size_t hi = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
+        opt->partials[c] = (double)update_saving(t, c * NORM_CHUNK, hi, snap, block);
+    }
+    for (size_t c = 0; c < chunks; c++)
+        if (opt->partials[c] != 0.0)
+            return 1;
+    return 0;
+}
+
+/* Floats [off, off + n) of the parameter and state blocks back from snap. */
+static void restore_range(bp_optim *opt, size_t off, size_t n, const float *snap)
+{
+    size_t block = opt->net->block_floats;
+    memcpy(opt->net->params + off, snap + off, n * sizeof(float));
+    for (size_t k = 0; k < opt->n_slots; k++)
+        memcpy(opt->state + k * block + off, snap + (k + 1) * block + off, n * sizeof(float));
+}
+
+void bpi_optim_layerwise_restore(bp_optim *opt, size_t layer, const float *snap)
+{
+    const bpi_layer *L = &opt->net->layers[layer];
+    restore_range(opt, L->w_off, L->n_out * L->n_in, snap);
+    restore_range(opt, L->b_off, L->n_out, snap);
+}
+
+bp_status bpi_optim_layerwise_update(bp_optim *opt, size_t layer, float *snap, const char *fn)
+{
+    const bpi_layer *L = &opt->net->layers[layer];
+    tensor_update w = tensor_at(opt, opt->step_args, L->w_off, 1);
+    tensor_update b = tensor_at(opt, opt->step_args, L->b_off, 0);
+    size_t nw = L->n_out * L->n_in;
+    /* What was written goes back first (W alone if W failed: b's snapshot
+     * is not this step's), so that the diagnosis sees the old values. */
+    if (tensor_update_saving(opt, &w, nw, snap + L->w_off)) {
+        restore_range(opt, L->w_off, nw, snap);
+    } else if (tensor_update_saving(opt, &b, L->n_out, snap + L->b_off)) {
+        bpi_optim_layerwise_restore(opt, layer, snap);
+    } else {
+        return BP_OK;
+    }
+    for (size_t k = 0; k < nw; k++)
+        if (!isfinite(L->dW[k]))
+            return bpi_fail(BP_ENUMERIC, "%s: layer %zu weight gradient dW[%zu] is not finite",
+                            fn, layer, k);
+    for (size_t k = 0; k < L->n_out; k++)
+        if (!isfinite(L->db[k]))
+            return bpi_fail(BP_ENUMERIC, "%s: layer %zu bias gradient db[%zu] is not finite", fn,
+                            layer, k);
+    if (tensor_would_fail(opt, &w, nw))
+        return diverged(&w, layer, 1, nw, fn);
+    return diverged(&b, layer, 0, L->n_out, fn);
+}
+
+void bpi_optim_layerwise_end(bp_optim *opt)
+{
+    opt->steps++;
 }
 
 /* ------------------------------------------------------- state access */

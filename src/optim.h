@@ -4,6 +4,18 @@
 
 #include "backprop.h"
 
+/* The arguments of one step's updates. */
+typedef struct update_args {
+    float lr;          /* lr_t of this step */
+    float wd;          /* L2 term added to the gradient (0 for biases and AdamW) */
+    float decay;       /* AdamW: p -= decay p, decay = lr_t wd (0 otherwise) */
+    float scale;       /* gradient clipping factor (1 = none) */
+    float b1, b2, eps;
+    float step_size;   /* Adam: lr_t / (1 - b1^(t+1)) */
+    float inv_sqrt_c2; /* Adam: 1 / sqrt(1 - b2^(t+1)) */
+    int n_threads;
+} update_args;
+
 struct bp_optim {
     bp_net *net;
     bp_optim_config cfg;
@@ -12,11 +24,24 @@ struct bp_optim {
     float *state;         /* n_slots parameter-shaped blocks, one after another */
     double *partials;     /* per-chunk sums of squares for the gradient norm */
     size_t n_chunks;
+    update_args step_args; /* the layer-by-layer step in progress */
 };
 
 /* Learning rate at step t under cfg's schedule. */
 double bpi_schedule_lr(const bp_optim_config *cfg, uint64_t t);
 /* Check a schedule's fields; fn names the caller in the message. */
 bp_status bpi_schedule_check(const bp_optim_config *cfg, const char *fn);
+
+/* Layer-by-layer updates, for MPI's overlap of the update with the other
+ * layers' reductions (see optim.c): possible without global-norm clipping
+ * and with a snapshot of (1 + snap_slots) x block_floats floats. begin,
+ * then each layer's update (in any order; on failure the layer is left as
+ * it was and the caller restores the layers it updated before), then end
+ * (counts the step). */
+int bpi_optim_layerwise_ok(const bp_optim *opt, size_t snap_slots);
+void bpi_optim_layerwise_begin(bp_optim *opt);
+bp_status bpi_optim_layerwise_update(bp_optim *opt, size_t layer, float *snap, const char *fn);
+void bpi_optim_layerwise_restore(bp_optim *opt, size_t layer, const float *snap);
+void bpi_optim_layerwise_end(bp_optim *opt);
 
 #endif

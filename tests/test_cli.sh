@@ -56,7 +56,7 @@ expect 2 "$bp" predict model.bpm --images a --csv b
 [ "$("$bp" train --bogus 2>&1 | wc -l)" = 1 ] && ok || bad "usage error is not one line"
 
 # --- help and info: exit 0
-for c in train eval predict info; do
+for c in train eval predict info plan; do
     expect 0 "$bp" $c --help
     grep -q "usage: backprop $c" "$dir/out" && ok || bad "$c --help prints no usage"
 done
@@ -64,6 +64,22 @@ expect 0 "$bp" --help
 expect 0 "$bp" --version
 expect 0 "$bp" info
 grep -q '^simd: ' "$dir/out" && grep -q 'caches as used' "$dir/out" && ok || bad "info output"
+
+# --- plan: this machine, and a synthetic 2-socket server
+expect 0 "$bp" plan --layers 256,256 --batch 32
+grep -q "^backward plan: 3 layers (784-256-256-10)" "$dir/out" && grep -q "^group 0:" "$dir/out" \
+    && ok || bad "plan output: $(head -3 "$dir/out")"
+synth="pack:2 group:4 [numa(memory=32GiB)] l3:2(size=32MiB) l2:8(size=1MiB) l1d:1(size=48KiB) core:1 pu:2"
+if "$bp" info | grep -q "^topology (hwloc)"; then
+    expect 0 "$bp" plan --in 1024 --layers 1024,1024,1024 --batch 64 --topology "$synth"
+    grep -q "128 threads on 128 cores (2 packages, 8 NUMA nodes, 16 L3)" "$dir/out" && grep -q "^group 1:" "$dir/out" \
+        && ok || bad "plan on the synthetic server: $(head -3 "$dir/out")"
+    expect 1 "$bp" plan --topology "pack:x"
+else # built without hwloc: synthetic topologies are refused, with a message
+    expect 1 "$bp" plan --topology "$synth"
+    grep -q "no hwloc" "$dir/err" && ok || bad "plan without hwloc: $(cat "$dir/err")"
+fi
+expect 2 "$bp" plan --topology a --topology-xml b
 
 # --- runtime errors: exit 1 with the file named
 expect 1 "$bp" train --train-csv "$dir/nosuch.csv" --test-csv "$dir/test.csv"

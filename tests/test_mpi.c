@@ -323,6 +323,101 @@ static void test_failures(void)
     bp_dataset_destroy(ds);
 }
 
+/* Layer updates (each layer updated as soon as its own reduction is done)
+ * give the same bits as one update after all reductions, in both modes. */
+static void test_layer_updates(bp_optim_type type, int exact)
+{
+    bp_dataset *ds = make_data();
+    bp_mpi_options o;
+    bp_mpi_options_default(&o);
+    o.exact = exact;
+    o.bucket_bytes = 64; /* one bucket per layer */
+    model m = make_model(MPI_COMM_WORLD, &o, BATCH, 4, type);
+    o.layer_updates = 0;
+    model after = make_model(MPI_COMM_WORLD, &o, BATCH, 4, type);
+    float loss = 0, after_loss = 0;
+    train(&m, ds, BATCH, &loss);
+    train(&after, ds, BATCH, &after_loss);
+    bp_mpi_stats st, st_after;
+    ok_status(bp_mpi_get_stats(m.ctx, &st), "stats");
+    ok_status(bp_mpi_get_stats(after.ctx, &st_after), "stats");
+    char what[200];
+    snprintf(what, sizeof what, "layer updates (%s, %s): bitwise equal to updating after all "
+             "reductions; %llu layer updates in %llu steps",
+             type == BP_OPTIM_SGD ? "SGD momentum" : "Adam", exact ? "exact" : "all-reduce",
+             (unsigned long long)st.layer_updates, (unsigned long long)st.steps);
+    check(bitwise_equal(m.net, after.net) && loss == after_loss &&
+          st.layer_updates == 3 * st.steps && st_after.layer_updates == 0, what);
+    free_model(&m);
+    free_model(&after);
+    bp_dataset_destroy(ds);
+}
+
+/* All parameters and optimizer state of every layer (the 6-16-12-3 net). */
+static size_t snapshot(const model *m, float *out)
+{
+    static const size_t n_in[3] = {N_FEAT, 16, 12};
+    size_t k = params(m->net, out);
+    for (size_t i = 0; i < bp_net_n_layers(m->net); i++) {
+        bp_layer_spec spec;
+        bp_net_layer(m->net, i, &spec);
+        for (size_t slot = 0; slot < bp_optim_n_slots(m->opt); slot++) {
+            ok_status(bp_optim_get_state(m->opt, i, BP_WEIGHT, slot, out + k,
+                                         spec.n_out * n_in[i]), "get state W");
+            k += spec.n_out * n_in[i];
+            ok_status(bp_optim_get_state(m->opt, i, BP_BIAS, slot, out + k, spec.n_out),
+                      "get state b");
+            k += spec.n_out;
+        }
+    }
+    return k;
+}
+
+/* A step whose update diverges only in the first layer, the last one to be
+ * updated: the layers updated before it are put back, so nothing changes,
+ * and the refusal is the same on every rank. Adam's first moment of one
+ * weight of layer 0 is set to 3e38 with the second moment 0: that weight's
+ * step m / (sqrt(v) + eps) overflows; the forward pass does not see it. */
+static void test_layer_update_refused(void)
+{
+    bp_dataset *ds = make_data();
+    const float *X = bp_dataset_features(ds);
+    const int32_t *y = bp_dataset_labels(ds);
+    bp_mpi_options o;
+    bp_mpi_options_default(&o);
+    o.bucket_bytes = 64;
+    model m = make_model(MPI_COMM_WORLD, &o, 16, 3, BP_OPTIM_ADAM);
+    ok_status(bp_train_step(m.net, m.opt, X, y, NULL, 4, NULL), "first step");
+    float m0[16 * N_FEAT], v0[16 * N_FEAT], m0_kept;
+    ok_status(bp_optim_get_state(m.opt, 0, BP_WEIGHT, 0, m0, 16 * N_FEAT), "get m");
+    ok_status(bp_optim_get_state(m.opt, 0, BP_WEIGHT, 1, v0, 16 * N_FEAT), "get v");
+    m0_kept = m0[0];
+    m0[0] = 3e38f, v0[0] = 0.0f;
+    ok_status(bp_optim_set_state(m.opt, 0, BP_WEIGHT, 0, m0, 16 * N_FEAT), "set m");
+    ok_status(bp_optim_set_state(m.opt, 0, BP_WEIGHT, 1, v0, 16 * N_FEAT), "set v");
+    static float before[4 * MAXP], now[4 * MAXP];
+    size_t n = snapshot(&m, before);
+    bp_mpi_stats st0, st1;
+    ok_status(bp_mpi_get_stats(m.ctx, &st0), "stats");
+    bp_status s = bp_train_step(m.net, m.opt, X + 4 * N_FEAT, y + 4, NULL, 4, NULL);
+    ok_status(bp_mpi_get_stats(m.ctx, &st1), "stats");
+    snapshot(&m, now);
+    char what[300];
+    snprintf(what, sizeof what, "a step diverging in layer 0 after layers 2 and 1 were updated "
+             "(%llu layer updates): BP_ENUMERIC, parameters and state as before (%s)",
+             (unsigned long long)(st1.layer_updates - st0.layer_updates),
+             rank == 0 ? bp_last_error() : "");
+    check(s == BP_ENUMERIC && st1.layer_updates - st0.layer_updates == 2 &&
+          memcmp(before, now, n * sizeof(float)) == 0 && bp_optim_steps(m.opt) == 1, what);
+    m0[0] = m0_kept;
+    ok_status(bp_optim_set_state(m.opt, 0, BP_WEIGHT, 0, m0, 16 * N_FEAT), "reset m");
+    s = bp_train_step(m.net, m.opt, X + 4 * N_FEAT, y + 4, NULL, 4, NULL);
+    check(s == BP_OK && bp_optim_steps(m.opt) == 2 && replicas_equal(m.net),
+          "after the refused step, the next one works");
+    free_model(&m);
+    bp_dataset_destroy(ds);
+}
+
 int main(int argc, char **argv)
 {
     int provided = 0;
@@ -338,6 +433,9 @@ int main(int argc, char **argv)
     test_exact(2 * size, 1, 64);
     test_step();
     test_failures();
+    test_layer_updates(BP_OPTIM_ADAM, 0);
+    test_layer_updates(BP_OPTIM_SGD, 1);
+    test_layer_update_refused();
     MPI_Finalize();
     return failures ? 1 : 0;
 }

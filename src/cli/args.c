@@ -10,7 +10,7 @@
 
 #include "args.h"
 
-enum { C_TRAIN = 1, C_EVAL = 2, C_PREDICT = 4, C_BENCH = 16, C_DATA = C_TRAIN | C_EVAL };
+enum { C_TRAIN = 1, C_EVAL = 2, C_PREDICT = 4, C_PLAN = 8, C_BENCH = 16, C_DATA = C_TRAIN | C_EVAL };
 
 typedef enum opt_type {
     T_FLAG, T_SIZE, T_U64, T_THREADS, T_FLOAT, T_DOUBLE, T_STR, T_LONG,
@@ -33,7 +33,11 @@ static const opt_def options[] = {
     {"--csv-header", C_DATA | C_PREDICT, T_FLAG, AT(data.csv_header), 0, 0},
     {"--label-column", C_DATA | C_PREDICT, T_LONG, AT(data.label_column), -1e6, 1e6},
     {"--targets", C_TRAIN, T_SIZE, AT(data.n_targets), 1, 1e6},
-    {"--layers", C_TRAIN | C_BENCH, T_LAYERS, AT(hidden), 1, 1 << 24},
+    {"--layers", C_TRAIN | C_PLAN | C_BENCH, T_LAYERS, AT(hidden), 1, 1 << 24},
+    {"--in", C_PLAN, T_SIZE, AT(plan_in), 1, 1 << 24},
+    {"--out", C_PLAN, T_SIZE, AT(plan_out), 1, 1 << 24},
+    {"--topology", C_PLAN, T_STR, AT(topology), 0, 0},
+    {"--topology-xml", C_PLAN, T_STR, AT(topology_xml), 0, 0},
     {"--activation", C_TRAIN, T_ACT, AT(activation), 0, 0},
     {"--alpha", C_TRAIN, T_FLOAT, AT(alpha), 0, 1},
     {"--init", C_TRAIN | C_BENCH, T_INIT, AT(init), 0, 0},
@@ -47,9 +51,9 @@ static const opt_def options[] = {
     {"--gamma", C_TRAIN, T_FLOAT, AT(optim.gamma), 1e-9, 1e3},
     {"--warmup", C_TRAIN, T_U64, AT(optim.warmup_steps), 0, 1e15},
     {"--min-lr", C_TRAIN, T_FLOAT, AT(optim.min_lr), 0, 1e3},
-    {"--batch", C_TRAIN | C_EVAL | C_PREDICT | C_BENCH, T_SIZE, AT(batch), 1, 1 << 20},
+    {"--batch", C_TRAIN | C_EVAL | C_PREDICT | C_PLAN | C_BENCH, T_SIZE, AT(batch), 1, 1 << 20},
     {"--epochs", C_TRAIN, T_U64, AT(epochs), 1, 1e9},
-    {"--threads", C_TRAIN | C_EVAL | C_PREDICT | C_BENCH, T_THREADS, AT(threads), 0, 4096},
+    {"--threads", C_TRAIN | C_EVAL | C_PREDICT | C_PLAN | C_BENCH, T_THREADS, AT(threads), 0, 4096},
     {"--seed", C_TRAIN | C_BENCH, T_U64, AT(seed), 0, 1.8e19},
     {"--val-split", C_TRAIN, T_DOUBLE, AT(val_split), 0, 0.99},
     {"--standardize", C_TRAIN, T_FLAG, AT(standardize), 0, 0},
@@ -119,6 +123,8 @@ void cli_defaults(cli_args *a)
     a->bench_out = 10;
     a->bench_steps = 50;
     a->bench_warmup = 5;
+    a->plan_in = 784;
+    a->plan_out = 10;
 }
 
 static int parse_number(const char *text, double lo, double hi, double *out)
@@ -268,19 +274,20 @@ static void settle_optimizer(cli_args *a, const given *g)
 static unsigned command_bit(cli_command c)
 {
     return c == CLI_TRAIN ? C_TRAIN : c == CLI_EVAL ? C_EVAL : c == CLI_PREDICT ? C_PREDICT
-         : c == CLI_BENCH ? C_BENCH : 0;
+         : c == CLI_PLAN ? C_PLAN : c == CLI_BENCH ? C_BENCH : 0;
 }
 
 static const char *command_name(cli_command c)
 {
     return c == CLI_TRAIN ? "train" : c == CLI_EVAL ? "eval" : c == CLI_PREDICT ? "predict"
-         : c == CLI_BENCH ? "bench" : c == CLI_INFO ? "info" : "backprop";
+         : c == CLI_BENCH ? "bench" : c == CLI_INFO ? "info" : c == CLI_PLAN ? "plan"
+         : "backprop";
 }
 
 static int parse_command(const char *word, cli_args *a)
 {
     static const struct { const char *name; cli_command c; } cmds[] = {
-        {"train", CLI_TRAIN}, {"eval", CLI_EVAL}, {"predict", CLI_PREDICT}, {"info", CLI_INFO},
+        {"train", CLI_TRAIN}, {"eval", CLI_EVAL}, {"predict", CLI_PREDICT}, {"info", CLI_INFO}, {"plan", CLI_PLAN},
         {"bench", CLI_BENCH},
         {"--help", CLI_HELP}, {"-h", CLI_HELP}, {"help", CLI_HELP}, {"--version", CLI_VERSION}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
@@ -325,6 +332,8 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t size)
     settle_optimizer(a, &g);
     if (a->help || a->command == CLI_HELP || a->command == CLI_VERSION || a->command == CLI_INFO)
         return 0;
+    if (a->command == CLI_PLAN && a->topology && a->topology_xml)
+        return say(err, size, "plan: --topology and --topology-xml exclude each other");
     if ((a->command == CLI_EVAL || a->command == CLI_PREDICT) && !a->model)
         return say(err, size, "%s: the MODEL file argument is missing", cmd);
     if (a->command == CLI_PREDICT && !a->images == !a->input_csv)
@@ -386,6 +395,15 @@ const char *cli_usage(cli_command command)
                "                        [--output F] [--probabilities] [--batch N] [--threads N]\n"
                "One CSV line per input row: the predicted class (softmax head), or the\n"
                "head's outputs (--probabilities, or MSE/BCE heads).\n";
+    case CLI_PLAN:
+        return "usage: backprop plan [--in N] [--layers W1,W2,...] [--out N] [--batch N]\n"
+               "                     [--threads N] [--topology SYNTHETIC | --topology-xml FILE]\n"
+               "Print the backward plan for an MLP (default 784-256-128-100-10, batch 128):\n"
+               "the groups of cores, each group's tasks as a timeline with predicted times,\n"
+               "where each layer's memory goes, and the predicted gain over the sequential\n"
+               "backward. For this machine, or a topology given as an hwloc synthetic string\n"
+               "(e.g. \"pack:2 [numa] l3:4(size=32MiB) l2:8(size=1MiB) l1d:1(size=48KiB) core:1\n"
+               "pu:2\") or XML file; hwloc also reads HWLOC_SYNTHETIC and HWLOC_XMLFILE.\n";
     case CLI_BENCH:
         return "usage: backprop bench [--in N] [--layers W1,W2,...] [--out N] [--batch N]\n"
                "                      [--threads N] [--steps S] [--warmup W]\n"
@@ -407,6 +425,7 @@ const char *cli_usage(cli_command command)
                "  predict   predict with a saved model\n"
                "  info      version, SIMD level, threads and topology\n"
                "  bench     training steps per second on random data, as JSON\n"
+               "  plan      the backward plan for an MLP on this or another machine\n"
                "Run 'backprop <command> --help' for a command's options.\n"
                "Exit codes: 0 success, 1 runtime error, 2 usage error, 130 interrupted.\n";
     }

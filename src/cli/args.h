@@ -11,7 +11,7 @@
 #define CLI_MAX_LAYERS 64
 
 typedef enum cli_command {
-    CLI_NONE = 0, CLI_HELP, CLI_VERSION, CLI_TRAIN, CLI_EVAL, CLI_PREDICT, CLI_INFO, CLI_BENCH
+    CLI_NONE = 0, CLI_HELP, CLI_VERSION, CLI_TRAIN, CLI_EVAL, CLI_PREDICT, CLI_INFO, CLI_PLAN, CLI_BENCH
 } cli_command;
 
 /* Where the data comes from: a folder of the four IDX files, or CSV files. */
@@ -59,6 +59,10 @@ typedef struct cli_args {
     /* bench */
     size_t bench_in, bench_out;       /* --in, --out: input width and classes */
     size_t bench_steps, bench_warmup; /* --steps timed, --warmup untimed */
+    /* plan */
+    size_t plan_in, plan_out;  /* --in, --out: the MLP's input width and classes */
+    const char *topology;      /* --topology: an hwloc synthetic string */
+    const char *topology_xml;  /* --topology-xml: an hwloc XML file */
 } cli_args;
 
 /* Fill *a with the defaults (MLP 784-256-128-100-10 on Fashion-MNIST, ReLU,

@@ -29,6 +29,7 @@ int cli_bench(const cli_args *a);
 /* One core's FP32 FMA peak in GFLOP/s for the ISA bp_ctx_isa() names,
  * measured now (about 0.2 s); 0 where there is no kernel for it. */
 double cli_fma_peak(const char *isa);
+int cli_plan(const cli_args *a);
 
 /* Seconds on a monotonic clock. */
 double cli_now(void);

@@ -49,10 +49,14 @@ int cli_dist_setup(bp_ctx *ctx, bp_net *net, bp_optim *opt, const cli_args *a)
     o.exact = a->mpi_exact;
     o.shards = (int)a->mpi_shards;
     /* For benchmarks: BP_MPI_OVERLAP=0 reduces everything after the
-     * backward; BP_MPI_BUCKET_KB sets the bucket size. */
+     * backward; BP_MPI_LAYER_UPDATES=0 updates after every reduction is
+     * done; BP_MPI_BUCKET_KB sets the bucket size. */
     const char *ov = getenv("BP_MPI_OVERLAP"), *kb = getenv("BP_MPI_BUCKET_KB");
+    const char *lu = getenv("BP_MPI_LAYER_UPDATES");
     if (ov && *ov)
         o.overlap = atoi(ov) != 0;
+    if (lu && *lu)
+        o.layer_updates = atoi(lu) != 0;
     if (kb && atol(kb) > 0)
         o.bucket_bytes = (size_t)atol(kb) * 1024;
     bp_status s = bp_ctx_set_comm(ctx, MPI_COMM_WORLD, &o);
@@ -75,10 +79,10 @@ void cli_dist_report(const bp_ctx *ctx)
     if (!active || world_rank != 0 || bp_mpi_get_stats(ctx, &st) != BP_OK || st.steps == 0)
         return;
     printf("mpi: %d ranks, %llu steps, %llu reductions: per step compute %.3f ms, "
-           "exposed communication %.3f ms, update %.3f ms\n",
+           "exposed communication %.3f ms, update %.3f ms; %llu layer updates\n",
            world_size, (unsigned long long)st.steps, (unsigned long long)st.reductions,
            1e3 * st.compute_seconds / (double)st.steps, 1e3 * st.wait_seconds / (double)st.steps,
-           1e3 * st.update_seconds / (double)st.steps);
+           1e3 * st.update_seconds / (double)st.steps, (unsigned long long)st.layer_updates);
 }
 
 int cli_dist_finish(int rc)

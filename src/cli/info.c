@@ -24,3 +24,23 @@ int cli_info(const cli_args *a)
     bp_ctx_destroy(ctx);
     return 0;
 }
+
+/* backprop plan: the backward planner's decision, for people to read. */
+int cli_plan(const cli_args *a)
+{
+    size_t widths[CLI_MAX_LAYERS + 2], n = 0;
+    widths[n++] = a->plan_in;
+    for (size_t i = 0; i < a->n_hidden; i++)
+        widths[n++] = a->hidden[i];
+    widths[n++] = a->plan_out;
+    static char text[1 << 16];
+    size_t needed;
+    bp_status s = bp_backward_plan_text(widths, n, a->batch, a->threads, a->topology,
+                                        a->topology_xml, text, sizeof text, &needed);
+    if (s != BP_OK)
+        return cli_fail("plan", s);
+    fputs(text, stdout);
+    if (needed > sizeof text)
+        printf("... (%zu more bytes)\n", needed - sizeof text);
+    return 0;
+}

@@ -11,7 +11,9 @@ int main(int argc, char **argv)
     if (cli_parse(argc, argv, &a, err, sizeof err) != 0) {
         /* One line saying what is wrong, and where to look. */
         const char *cmd = a.command == CLI_TRAIN ? " train" : a.command == CLI_EVAL ? " eval"
-                        : a.command == CLI_PREDICT ? " predict" : a.command == CLI_BENCH ? " bench" : "";
+                        : a.command == CLI_PREDICT ? " predict" : a.command == CLI_BENCH ? " bench"
+                        : a.command == CLI_PLAN ? " plan"
+                        : "";
         fprintf(stderr, "backprop: %s (see 'backprop%s --help')\n", err, cmd);
         return EXIT_USAGE;
     }
@@ -26,6 +28,7 @@ int main(int argc, char **argv)
     case CLI_PREDICT: return cli_predict(&a);
     case CLI_INFO: return cli_info(&a);
     case CLI_BENCH: return cli_bench(&a);
+    case CLI_PLAN: return cli_plan(&a);
     default: break;
     }
     fputs(cli_usage(CLI_NONE), stderr);

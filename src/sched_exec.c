@@ -1,0 +1,301 @@
+/* The executor of backward plans (see sched.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "activation.h"
+#include "alloc.h"
+#include "bp_config.h"
+#include "ctx.h"
+#include "dense.h"
+#include "error.h"
+#include "fpmode.h"
+#include "net.h"
+#include "sched.h"
+
+#if BP_HAVE_OPENMP
+#include <omp.h>
+#endif
+#if BP_HAVE_HWLOC
+#include <hwloc.h>
+#endif
+
+/* ------------------------------------------------------------ pinning */
+
+/* While a plan runs, thread t is bound to core t of the plan (its first PU),
+ * so a group's threads stay on the caches the plan gave them; each thread's
+ * previous binding is restored when the plan ends, so OpenMP's pooled
+ * threads are left as they were. Not done when the user placed OpenMP's
+ * threads (OMP_PLACES or OMP_PROC_BIND set): theirs stands. Everything is
+ * allocated here, at set-up. */
+typedef struct bpi_pinning {
+#if BP_HAVE_HWLOC
+    hwloc_topology_t topo;
+    hwloc_bitmap_t *core;    /* per thread: the PU to bind to */
+    hwloc_bitmap_t *saved;   /* per thread: its binding before the plan */
+#endif
+    int n;
+} bpi_pinning;
+
+static void pinning_free(bpi_pinning *p)
+{
+    if (!p)
+        return;
+#if BP_HAVE_HWLOC
+    for (int t = 0; t < p->n; t++) {
+        if (p->core && p->core[t])
+            hwloc_bitmap_free(p->core[t]);
+        if (p->saved && p->saved[t])
+            hwloc_bitmap_free(p->saved[t]);
+    }
+    bpi_free(p->core);
+    bpi_free(p->saved);
+    if (p->topo)
+        hwloc_topology_destroy(p->topo);
+#endif
+    bpi_free(p);
+}
+
+/* *out = NULL (and BP_OK) when pinning is not wanted or hwloc cannot do it;
+ * BP_ENOMEM only when our own allocations fail, like every other set-up
+ * allocation. */
+static bp_status pinning_create(const bpi_topo_desc *cores, int n_threads, bpi_pinning **out)
+{
+    *out = NULL;
+#if BP_HAVE_HWLOC
+    const char *places = getenv("OMP_PLACES"), *bind = getenv("OMP_PROC_BIND");
+    if ((places && *places) || (bind && *bind) || !cores->from_hwloc || n_threads > cores->n_cores)
+        return BP_OK;
+    bpi_pinning *p = bpi_alloc(sizeof *p);
+    if (p) {
+        p->n = n_threads;
+        p->core = bpi_alloc_array((size_t)n_threads, sizeof *p->core);
+        p->saved = bpi_alloc_array((size_t)n_threads, sizeof *p->saved);
+    }
+    if (!p || !p->core || !p->saved) {
+        pinning_free(p);
+        return bpi_fail(BP_ENOMEM, "bp_net_create: cannot allocate the thread pinning");
+    }
+    int ok = hwloc_topology_init(&p->topo) == 0;
+    if (ok && hwloc_topology_load(p->topo) != 0) {
+        hwloc_topology_destroy(p->topo);
+        p->topo = NULL;
+        ok = 0;
+    }
+    for (int t = 0; ok && t < n_threads; t++) {
+        p->core[t] = hwloc_bitmap_alloc();
+        p->saved[t] = hwloc_bitmap_alloc();
+        ok = p->core[t] && p->saved[t] &&
+             hwloc_bitmap_only(p->core[t], (unsigned)cores->cores[t].pu_os_index) == 0;
+    }
+    if (!ok) {
+        pinning_free(p); /* hwloc could not: run unpinned */
+        return BP_OK;
+    }
+    *out = p;
+    return BP_OK;
+#else
+    (void)cores, (void)n_threads;
+    return BP_OK;
+#endif
+}
+
+/* Bind thread tid to its core; 1 if its old binding must be restored. */
+static int pin(bpi_pinning *p, int tid)
+{
+#if BP_HAVE_HWLOC
+    if (!p || tid >= p->n)
+        return 0;
+    if (hwloc_get_cpubind(p->topo, p->saved[tid], HWLOC_CPUBIND_THREAD) != 0)
+        return 0;
+    return hwloc_set_cpubind(p->topo, p->core[tid], HWLOC_CPUBIND_THREAD) == 0;
+#else
+    (void)p, (void)tid;
+    return 0;
+#endif
+}
+
+static void unpin(bpi_pinning *p, int tid)
+{
+#if BP_HAVE_HWLOC
+    hwloc_set_cpubind(p->topo, p->saved[tid], HWLOC_CPUBIND_THREAD);
+#else
+    (void)p, (void)tid;
+#endif
+}
+
+/* ------------------------------------------------------------- set-up */
+
+static bp_status plan_for(const bp_net *net, bpi_plan *plan)
+{
+    size_t *dims = bpi_alloc(2 * net->n_layers * sizeof *dims);
+    const bpi_topo_desc *topo = net->ctx->cores;
+    if (!dims)
+        return bpi_fail(BP_ENOMEM, "bp_net_create: cannot allocate the planner's input");
+    for (size_t i = 0; i < net->n_layers; i++)
+        dims[i] = net->layers[i].n_in, dims[net->n_layers + i] = net->layers[i].n_out;
+    /* Groups only when every thread has a core of its own: the executor's
+     * threads wait for each other by spinning. */
+    int own_cores = net->ctx->n_threads <= topo->n_cores;
+    bpi_plan_input in = {topo, net->ctx->n_threads, net->n_layers, dims,
+                         dims + net->n_layers, net->max_batch, 1, 0, own_cores};
+    bp_status s = bpi_plan_build(&in, plan);
+    bpi_free(dims);
+    return s;
+}
+
+static bp_status alloc_groups(bpi_sched *s, const bp_net *net)
+{
+    const bpi_plan *p = &s->plan;
+    s->envs = bpi_alloc((size_t)p->n_groups * sizeof *s->envs);
+    s->barriers = bpi_alloc((size_t)p->n_groups * sizeof *s->barriers);
+    s->done = bpi_alloc((size_t)p->n_tasks * sizeof *s->done);
+    if (!s->envs || !s->barriers || !s->done)
+        return bpi_fail(BP_ENOMEM, "bp_net_create: cannot allocate the scheduler");
+    for (int g = 0; g < p->n_groups; g++) {
+        bpi_gemm_env *e = &s->envs[g];
+        *e = net->ctx->gemm;
+        e->n_threads = p->groups[g].n_threads;
+        size_t floats = bpi_gemm_workspace_floats(e->ukr, &e->blk, e->n_threads);
+        e->workspace = bpi_alloc(floats * sizeof(float));
+        if (!e->workspace)
+            return bpi_fail(BP_ENOMEM, "bp_net_create: cannot allocate GEMM workspace for "
+                                       "group %d", g);
+        bpi_barrier_init(&s->barriers[g], (unsigned)p->groups[g].n_threads);
+    }
+    return BP_OK;
+}
+
+bp_status bpi_sched_create(bp_net *net, bpi_sched **out)
+{
+    *out = NULL;
+    if (net->ctx->backward != BP_BACKWARD_SCHEDULED || net->ctx->n_threads < 2)
+        return BP_OK;
+    bpi_sched *s = bpi_alloc(sizeof *s);
+    if (!s)
+        return bpi_fail(BP_ENOMEM, "bp_net_create: cannot allocate the scheduler");
+    bp_status st = plan_for(net, &s->plan);
+    if (st == BP_OK && s->plan.n_groups < 2) {
+        bpi_sched_destroy(s); /* the baseline won: nothing to schedule */
+        return BP_OK;
+    }
+    if (st == BP_OK)
+        st = alloc_groups(s, net);
+    if (st != BP_OK) {
+        bpi_sched_destroy(s);
+        return st;
+    }
+    s->n_threads = net->ctx->n_threads;
+    st = pinning_create(net->ctx->cores, s->n_threads, &s->pin);
+    if (st != BP_OK) {
+        bpi_sched_destroy(s);
+        return st;
+    }
+    *out = s;
+    return BP_OK;
+}
+
+void bpi_sched_destroy(bpi_sched *s)
+{
+    if (!s)
+        return;
+    for (int g = 0; s->envs && g < s->plan.n_groups; g++)
+        bpi_free(s->envs[g].workspace);
+    bpi_free(s->envs);
+    bpi_free(s->barriers);
+    bpi_free(s->done);
+    pinning_free(s->pin);
+    bpi_plan_free(&s->plan);
+    bpi_free(s);
+}
+
+int bpi_sched_usable(const bpi_sched *s, const bp_net *net)
+{
+    return s && s->n_threads == net->ctx->n_threads &&
+           net->ctx->backward == BP_BACKWARD_SCHEDULED;
+}
+
+/* ------------------------------------------------------------ the tasks */
+
+static void run_act(bp_net *net, const bpi_team *team, int layer)
+{
+    bpi_layer *L = &net->layers[layer];
+    size_t lo, hi;
+    bpi_team_range(team, net->batch * L->n_out, &lo, &hi);
+    bpi_act_backward(L->act, L->alpha, L->Z + lo, L->A + lo, L->dA + lo, L->dZ + lo, hi - lo, 1);
+}
+
+static void run_dx(bp_net *net, const bpi_gemm_env *env, const bpi_team *team, int layer)
+{
+    bpi_layer *L = &net->layers[layer];
+    if (layer == 0 && !net->want_input_grad)
+        return; /* planned in case it is asked for; costs a GEMM otherwise */
+    float *dX = layer > 0 ? net->layers[layer - 1].dA : net->dX;
+    bpi_dense_input_grad_team(env, team, L->dZ, L->W, dX, net->batch, L->n_in, L->n_out);
+}
+
+static void run_dw(bp_net *net, const bpi_gemm_env *env, const bpi_team *team, int layer)
+{
+    bpi_layer *L = &net->layers[layer];
+    const float *X = layer > 0 ? net->layers[layer - 1].A : net->x_last;
+    bpi_dense_weight_grad_team(env, team, L->dZ, X, L->dW, L->db, net->batch, L->n_in, L->n_out);
+}
+
+static void run_task(bp_net *net, bpi_sched *s, const bpi_team *team, int g, const bpi_task *t)
+{
+    switch (t->kind) {
+    case BPI_T_ACT: run_act(net, team, t->layer); break;
+    case BPI_T_DX: run_dx(net, &s->envs[g], team, t->layer); break;
+    case BPI_T_DW: run_dw(net, &s->envs[g], team, t->layer); break;
+    case BPI_T_NORM:
+    case BPI_T_UPDATE: break; /* planned only with updates, which run in bp_optim_step */
+    }
+}
+
+/* Thread tid of the region: find its group, then work through the group's
+ * tasks in order, waiting for each task's dependencies. */
+static void run_thread(bp_net *net, bpi_sched *s, int tid)
+{
+    const bpi_plan *p = &s->plan;
+    int g = 0;
+    while (g + 1 < p->n_groups && tid >= p->groups[g + 1].first_thread)
+        g++;
+    bpi_team team = {tid - p->groups[g].first_thread, p->groups[g].n_threads, &s->barriers[g]};
+    for (int k = p->start[g]; k < p->start[g + 1]; k++) {
+        const bpi_task *t = &p->tasks[p->order[k]];
+        for (int d = 0; d < t->n_deps; d++)
+            bpi_wait_flag(&s->done[t->deps[d]]);
+        run_task(net, s, &team, g, t);
+        bpi_barrier_wait(team.barrier); /* the whole team is done with it */
+        if (team.rank == 0)
+            atomic_store_explicit(&s->done[p->order[k]], 1, memory_order_release);
+    }
+}
+
+int bpi_sched_backward(bp_net *net, bpi_sched *s)
+{
+    for (int k = 0; k < s->plan.n_tasks; k++)
+        atomic_store_explicit(&s->done[k], 0, memory_order_relaxed);
+    int nt = s->n_threads, ran = 0;
+#if BP_HAVE_OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        /* A region with fewer threads than the plan (nested in the caller's
+         * region, or thread limits) cannot run it: nobody starts, and the
+         * caller runs the sequential backward instead. */
+        if (omp_get_num_threads() == nt) {
+            int tid = omp_get_thread_num();
+            int pinned = pin(s->pin, tid);
+            bpi_fpmode fp = bpi_fpmode_enter(); /* as in every region: see fpmode.h */
+            run_thread(net, s, tid);
+            bpi_fpmode_leave(&fp);
+            if (pinned)
+                unpin(s->pin, tid);
+            if (tid == 0)
+                ran = 1;
+        }
+    }
+#else
+    (void)net, (void)nt, (void)pin, (void)unpin, (void)run_thread; /* never reached: threads >= 2 */
+#endif
+    return ran;
+}

@@ -1,0 +1,349 @@
+/* The backward scheduler: plans on synthetic topologies (hwloc synthetic
+ * strings and hand-made uneven ones) obey their invariants, and executing
+ * them gives the same bits as the sequential backward on this machine. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bp_config.h"
+#include "ctx.h"
+#include "net.h"
+#include "sched.h"
+#include "testutil.h"
+#include "topo_desc.h"
+
+#if BP_HAVE_HWLOC
+#include <hwloc.h>
+#endif
+
+#define OK(expr) ck_assert_msg((expr) == BP_OK, "%s: %s", #expr, bp_last_error())
+
+static const char *synthetic[] = {
+    "pack:1 l3:1(size=32MiB) l2:1(size=1MiB) l1d:1(size=48KiB) core:1 pu:1",  /* 1 core */
+    "pack:1 l3:1(size=32MiB) l2:2(size=1MiB) l1d:1(size=48KiB) core:1 pu:1",  /* this VM */
+    "pack:1 l3:1(size=32MiB) l2:8(size=1MiB) l1d:1(size=48KiB) core:1 pu:2",  /* 8 cores, one L3 */
+    /* 2 packages x 2 NUMA nodes x 4 L3 groups x 8 cores */
+    "pack:2 group:2 [numa(memory=32GiB)] l3:4(size=32MiB) l2:8(size=1MiB) l1d:1(size=48KiB) core:1 pu:2",
+};
+#define N_SYNTH (sizeof synthetic / sizeof synthetic[0])
+
+/* Uneven: L3 domains of 3, 5 and 2 cores, the last on a second NUMA node. */
+static void uneven(bpi_topo_desc *d)
+{
+    static const int l3_of[10] = {0, 0, 0, 1, 1, 1, 1, 1, 2, 2};
+    bpi_topo_flat(d, 10);
+    for (int c = 0; c < 10; c++) {
+        d->cores[c].l3 = l3_of[c];
+        d->cores[c].numa = l3_of[c] == 2;
+        d->cores[c].package = l3_of[c] == 2;
+    }
+    d->n_l3 = 3;
+    d->n_numa = d->n_packages = 2;
+}
+
+/* A build without hwloc cannot read synthetic strings (it says so); it
+ * plans on flat machines of the same core counts instead. */
+static bpi_topo_desc *topology(size_t which)
+{
+    static const int n_cores[N_SYNTH] = {1, 2, 8, 128};
+    bpi_topo_desc *d = malloc(sizeof *d);
+    ck_assert_ptr_nonnull(d);
+    if (which < N_SYNTH && (bp_build_features() & BP_FEATURE_HWLOC))
+        OK(bpi_topo_describe(d, synthetic[which], NULL, 1));
+    else if (which < N_SYNTH) {
+        ck_assert_int_eq(bpi_topo_describe(d, synthetic[which], NULL, 1), BP_EUNSUPPORTED);
+        bpi_topo_flat(d, n_cores[which]);
+    } else
+        uneven(d);
+    return d;
+}
+
+/* Every invariant a plan must keep. */
+static void check_plan(const bpi_plan_input *in, const bpi_plan *p, const char *what)
+{
+    /* Groups: disjoint consecutive ranges covering the budget. */
+    int next = 0;
+    for (int g = 0; g < p->n_groups; g++) {
+        ck_assert_msg(p->groups[g].first_thread == next && p->groups[g].n_threads >= 1,
+                      "%s: group %d is [%d, +%d), expected to start at %d", what, g,
+                      p->groups[g].first_thread, p->groups[g].n_threads, next);
+        next += p->groups[g].n_threads;
+    }
+    ck_assert_msg(next == in->n_threads, "%s: groups hold %d threads of %d", what, next,
+                  in->n_threads);
+    /* No core oversubscribed: within the budget, one thread per core. */
+    if (in->n_threads <= in->topo->n_cores) {
+        char used[BPI_TOPO_MAX_CORES] = {0};
+        for (int t = 0; t < in->n_threads; t++) {
+            ck_assert_msg(!used[t % in->topo->n_cores], "%s: core %d used twice", what, t);
+            used[t % in->topo->n_cores] = 1;
+        }
+    }
+    /* Each task once, in its group's list. */
+    int *seen = calloc((size_t)p->n_tasks, sizeof *seen);
+    ck_assert_ptr_nonnull(seen);
+    ck_assert_int_eq(p->start[p->n_groups], p->n_tasks);
+    for (int g = 0; g < p->n_groups; g++)
+        for (int k = p->start[g]; k < p->start[g + 1]; k++) {
+            ck_assert_int_eq(p->tasks[p->order[k]].group, g);
+            seen[p->order[k]]++;
+        }
+    for (int t = 0; t < p->n_tasks; t++)
+        ck_assert_msg(seen[t] == 1, "%s: task %d listed %d times", what, t, seen[t]);
+    free(seen);
+    /* Dependencies respected, in the predicted times and in each list's order. */
+    for (int t = 0; t < p->n_tasks; t++) {
+        const bpi_task *x = &p->tasks[t];
+        for (int d = 0; d < x->n_deps; d++) {
+            const bpi_task *y = &p->tasks[x->deps[d]];
+            ck_assert_msg(y->end <= x->start, "%s: task %d starts before its dependency %d ends",
+                          what, t, x->deps[d]);
+        }
+        if (x->kind == BPI_T_NORM)
+            for (int k = 0; k < p->n_tasks; k++)
+                if (p->tasks[k].kind == BPI_T_DW)
+                    ck_assert(p->tasks[k].end <= x->start);
+        /* The critical path is never starved: its tasks start the moment
+         * their dependency ends, never waiting for an off-path task. */
+        if (x->kind == BPI_T_ACT || x->kind == BPI_T_DX) {
+            double ready = x->n_deps ? p->tasks[x->deps[0]].end : 0.0;
+            ck_assert_msg(x->start == ready, "%s: critical task %d waited %g s", what, t,
+                          x->start - ready);
+            ck_assert_int_eq(x->group, 0);
+        }
+    }
+    for (int g = 0; g < p->n_groups; g++)
+        for (int k = p->start[g] + 1; k < p->start[g + 1]; k++)
+            ck_assert(p->tasks[p->order[k - 1]].start <= p->tasks[p->order[k]].start);
+    /* Memory: each layer's parameters live where its gradients are made. */
+    for (int i = 0; i < p->n_layers; i++) {
+        int dw = bpi_plan_find(p, BPI_T_DW, i);
+        ck_assert_int_ge(dw, 0);
+        ck_assert_int_eq(p->layer_numa[i], p->groups[p->tasks[dw].group].numa);
+        int up = bpi_plan_find(p, BPI_T_UPDATE, i);
+        if (up >= 0)
+            ck_assert_int_eq(p->tasks[up].group, p->tasks[dw].group);
+    }
+    ck_assert_msg(p->makespan <= p->sequential, "%s: plan %g s slower than sequential %g s",
+                  what, p->makespan, p->sequential);
+}
+
+/* Many shapes and budgets on every topology; each plan built twice must be
+ * identical. */
+START_TEST(plans_keep_their_invariants)
+{
+    bpi_topo_desc *d = topology((size_t)_i);
+    static const size_t widths[][5] = {{64, 64, 64, 10, 0}, {784, 256, 128, 100, 10},
+                                       {1024, 1024, 1024, 1024, 10}, {4096, 4096, 4096, 10, 0},
+                                       {3, 5, 0, 0, 0}};
+    static const size_t batches[] = {1, 16, 64, 512};
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+        size_t n = 0, n_in[4], n_out[4];
+        while (n < 4 && widths[w][n + 1])
+            n_in[n] = widths[w][n], n_out[n] = widths[w][n + 1], n++;
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++)
+            for (int budget = 1; budget <= d->n_cores + 1; budget = budget * 2 + 1)
+                for (int upd = 0; upd < 2; upd++) {
+                    bpi_plan_input in = {d, budget, n, n_in, n_out, batches[b], upd, upd, 1};
+                    bpi_plan p1, p2;
+                    char what[160];
+                    snprintf(what, sizeof what, "topology %d widths %zu batch %zu threads %d",
+                             _i, w, batches[b], budget);
+                    OK(bpi_plan_build(&in, &p1));
+                    OK(bpi_plan_build(&in, &p2));
+                    check_plan(&in, &p1, what);
+                    ck_assert(p1.n_tasks == p2.n_tasks && p1.n_groups == p2.n_groups);
+                    ck_assert_msg(memcmp(p1.tasks, p2.tasks, (size_t)p1.n_tasks * sizeof *p1.tasks) == 0 &&
+                                  memcmp(p1.order, p2.order, (size_t)p1.n_tasks * sizeof *p1.order) == 0 &&
+                                  memcmp(p1.groups, p2.groups, sizeof p1.groups) == 0,
+                                  "%s: same input, different plan", what);
+                    if (budget == 1)
+                        ck_assert_int_eq(p1.n_groups, 1);
+                    bpi_plan_free(&p1);
+                    bpi_plan_free(&p2);
+                }
+    }
+    free(d);
+}
+END_TEST
+
+/* On a big server a 4 x 1024 MLP at batch 64 is worth splitting: the plan
+ * uses more than one group, cut along L3 domains. */
+START_TEST(big_server_splits_along_caches)
+{
+    bpi_topo_desc *d = topology(3);
+    ck_assert_int_eq(d->n_cores, 128);
+    if (!(bp_build_features() & BP_FEATURE_HWLOC)) {
+        free(d); /* a flat machine: nothing to cut along */
+        return;
+    }
+    ck_assert_int_eq(d->n_l3, 16);
+    size_t n_in[4] = {1024, 1024, 1024, 1024}, n_out[4] = {1024, 1024, 1024, 1024};
+    bpi_plan_input in = {d, 128, 4, n_in, n_out, 64, 0, 0, 1};
+    bpi_plan p;
+    OK(bpi_plan_build(&in, &p));
+    ck_assert_int_ge(p.n_groups, 2);
+    ck_assert(p.makespan < p.sequential);
+    for (int g = 0; g < p.n_groups; g++) {
+        /* A group never straddles a partial L3 domain. */
+        int first = p.groups[g].first_thread, last = first + p.groups[g].n_threads - 1;
+        ck_assert(first == 0 || d->cores[first].l3 != d->cores[first - 1].l3 ||
+                  p.groups[g].n_threads == 1);
+        (void)last;
+    }
+    bpi_plan_free(&p);
+    free(d);
+}
+END_TEST
+
+/* ------------------------------------------------------------ execution */
+
+static bp_net *make_net(bp_ctx *ctx, size_t *widths, size_t n, size_t batch)
+{
+    bp_layer_spec layers[8];
+    for (size_t i = 0; i < n; i++)
+        layers[i] = (bp_layer_spec){widths[i + 1], i + 1 < n ? BP_ACT_GELU : BP_ACT_IDENTITY, 0};
+    bp_net *net;
+    OK(bp_net_create(&net, ctx, widths[0], n, layers, BP_HEAD_SOFTMAX_CE, batch));
+    OK(bp_net_init(net, BP_INIT_XAVIER_UNIFORM, 3));
+    return net;
+}
+
+/* Two training steps with Adam; returns every parameter and gradient. */
+static float *run_steps(int threads, bp_backward_mode mode, int *scheduled, size_t *count)
+{
+    size_t widths[] = {96, 128, 128, 128, 10}, n = 4, B = 32;
+    bp_ctx *ctx;
+    OK(bp_ctx_create(&ctx, threads));
+    OK(bp_ctx_set_backward(ctx, mode));
+    bp_net *net = make_net(ctx, widths, n, B);
+    OK(bp_net_set_input_grad(net, 1));
+    *scheduled = net->sched != NULL;
+    bp_optim *opt;
+    bp_optim_config cfg;
+    OK(bp_optim_config_default(&cfg, BP_OPTIM_ADAM));
+    OK(bp_optim_create(&opt, net, &cfg));
+    float X[32 * 96];
+    int32_t y[32];
+    tu_rng r;
+    tu_seed(&r, 4);
+    tu_fill(&r, X, sizeof X / sizeof X[0], -1, 1);
+    for (size_t i = 0; i < B; i++)
+        y[i] = (int32_t)(tu_next(&r) % 10);
+    float loss;
+    for (int s = 0; s < 2; s++)
+        OK(bp_train_step(net, opt, X, y, NULL, B, &loss));
+    /* Gradients of the last step, then the parameters after it, then dX. */
+    size_t total = 2 * net->block_floats + B * widths[0], at = 0;
+    float *out = malloc(total * sizeof *out);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out + at, net->grads, net->block_floats * sizeof *out), at += net->block_floats;
+    memcpy(out + at, net->params, net->block_floats * sizeof *out), at += net->block_floats;
+    const float *dX;
+    OK(bp_net_input_grad(net, 0, &dX, NULL, NULL));
+    memcpy(out + at, dX, B * widths[0] * sizeof *out);
+    *count = total;
+    bp_optim_destroy(opt);
+    bp_net_destroy(net);
+    bp_ctx_destroy(ctx);
+    return out;
+}
+
+START_TEST(scheduled_equals_sequential_bitwise)
+{
+    int sched;
+    size_t n_ref, n;
+    float *ref = run_steps(1, BP_BACKWARD_SEQUENTIAL, &sched, &n_ref);
+    ck_assert(!sched);
+    int any_scheduled = 0;
+    const int threads[] = {1, 2, 4};
+    for (int m = 0; m < 2; m++)
+        for (size_t t = 0; t < 3; t++) {
+            float *got = run_steps(threads[t], m ? BP_BACKWARD_SCHEDULED : BP_BACKWARD_SEQUENTIAL,
+                                   &sched, &n);
+            any_scheduled |= sched;
+            ck_assert(n == n_ref);
+            ck_assert_msg(memcmp(ref, got, n * sizeof *got) == 0,
+                          "%s backward on %d threads differs from 1-thread sequential",
+                          m ? "scheduled" : "sequential", threads[t]);
+            free(got);
+        }
+    /* The comparison means something only if some run used the plan; on a
+     * 1-core machine, or without OpenMP (one thread), nothing is scheduled. */
+    bp_ctx *ctx;
+    OK(bp_ctx_create(&ctx, 0));
+    if (ctx->cores->n_cores >= 2 && (bp_build_features() & BP_FEATURE_OPENMP))
+        ck_assert_msg(any_scheduled, "no configuration was scheduled on %d cores",
+                      ctx->cores->n_cores);
+    bp_ctx_destroy(ctx);
+    free(ref);
+}
+END_TEST
+
+/* The executor binds its threads to their cores while a plan runs and puts
+ * the caller's thread back as it was. */
+START_TEST(binding_is_restored)
+{
+#if BP_HAVE_HWLOC
+    hwloc_topology_t topo;
+    ck_assert_int_eq(hwloc_topology_init(&topo), 0);
+    ck_assert_int_eq(hwloc_topology_load(topo), 0);
+    hwloc_bitmap_t before = hwloc_bitmap_alloc(), after = hwloc_bitmap_alloc();
+    ck_assert_int_eq(hwloc_get_cpubind(topo, before, HWLOC_CPUBIND_THREAD), 0);
+    int sched;
+    size_t n;
+    free(run_steps(2, BP_BACKWARD_SCHEDULED, &sched, &n));
+    ck_assert_int_eq(hwloc_get_cpubind(topo, after, HWLOC_CPUBIND_THREAD), 0);
+    ck_assert_msg(hwloc_bitmap_isequal(before, after), "the caller's binding changed");
+    hwloc_bitmap_free(before);
+    hwloc_bitmap_free(after);
+    hwloc_topology_destroy(topo);
+#endif
+}
+END_TEST
+
+START_TEST(env_and_mode_controls)
+{
+    bp_ctx *ctx;
+    setenv("BP_SCHED", "sequential", 1);
+    OK(bp_ctx_create(&ctx, 2));
+    ck_assert_int_eq(bp_ctx_backward(ctx), BP_BACKWARD_SEQUENTIAL);
+    bp_ctx_destroy(ctx);
+    setenv("BP_SCHED", "sometimes", 1);
+    ck_assert_int_eq(bp_ctx_create(&ctx, 2), BP_EINVAL);
+    ck_assert_ptr_nonnull(strstr(bp_last_error(), "BP_SCHED"));
+    unsetenv("BP_SCHED");
+    OK(bp_ctx_create(&ctx, 2));
+    ck_assert_int_eq(bp_ctx_backward(ctx), BP_BACKWARD_SCHEDULED);
+    ck_assert_int_eq(bp_ctx_set_backward(ctx, (bp_backward_mode)7), BP_EINVAL);
+    ck_assert_int_eq(bp_ctx_backward(ctx), BP_BACKWARD_SCHEDULED);
+    bp_ctx_destroy(ctx);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("sched");
+    TCase *plan = tcase_create("plan");
+    tcase_set_timeout(plan, 120);
+    tcase_add_loop_test(plan, plans_keep_their_invariants, 0, (int)N_SYNTH + 1);
+    tcase_add_test(plan, big_server_splits_along_caches);
+    suite_add_tcase(s, plan);
+    TCase *run = tcase_create("run");
+    tcase_set_timeout(run, 120);
+    tcase_add_test(run, scheduled_equals_sequential_bitwise);
+    tcase_add_test(run, env_and_mode_controls);
+    tcase_add_test(run, binding_is_restored);
+    suite_add_tcase(s, run);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
