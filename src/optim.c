@@ -102,17 +102,27 @@ void bp_optim_destroy(bp_optim *opt)
 
 /* -------------------------------------------------------------- norm */
 
-/* Sum of squares of every gradient (padding is zero), in fixed chunks. */
+/* Sum of squares of every gradient (padding is zero), in fixed chunks, each
+ * summed in NORM_LANES interleaved partial sums combined in lane order: a
+ * fixed order (the same bits for any thread count) that vectorises, where
+ * one running sum would wait for every addition. */
+#define NORM_LANES 16
 static double grad_sum_squares(bp_optim *opt)
 {
     const float *g = opt->net->grads;
     size_t n = opt->net->block_floats;
     BPI_OMP_FOR(opt->net->ctx->n_threads, n)
     for (size_t c = 0; c < opt->n_chunks; c++) {
-        size_t end = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
+        size_t i = c * NORM_CHUNK, end = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
+        double lane[NORM_LANES] = {0};
+        for (; i + NORM_LANES <= end; i += NORM_LANES)
+            for (size_t k = 0; k < NORM_LANES; k++)
+                lane[k] += (double)g[i + k] * g[i + k];
+        for (size_t k = 0; i < end; i++, k++)
+            lane[k] += (double)g[i] * g[i];
         double s = 0.0;
-        for (size_t i = c * NORM_CHUNK; i < end; i++)
-            s += (double)g[i] * g[i];
+        for (size_t k = 0; k < NORM_LANES; k++)
+            s += lane[k];
         opt->partials[c] = s;
     }
     double total = 0.0;
@@ -121,21 +131,28 @@ static double grad_sum_squares(bp_optim *opt)
     return total;
 }
 
-/* Error path only: name the first gradient tensor holding NaN or infinity. */
+/* Error path only: name the first gradient entry of layer i that is NaN or
+ * infinite; BP_OK if there is none. */
+static bp_status nonfinite_grad_layer(const bp_net *net, size_t i, const char *fn)
+{
+    const bpi_layer *L = &net->layers[i];
+    for (size_t k = 0; k < L->n_out * L->n_in; k++)
+        if (!isfinite(L->dW[k]))
+            return bpi_fail(BP_ENUMERIC, "%s: layer %zu weight gradient dW[%zu] is not finite",
+                            fn, i, k);
+    for (size_t k = 0; k < L->n_out; k++)
+        if (!isfinite(L->db[k]))
+            return bpi_fail(BP_ENUMERIC, "%s: layer %zu bias gradient db[%zu] is not finite", fn,
+                            i, k);
+    return BP_OK;
+}
+
+/* The same over every layer, first layer first. */
 static bp_status nonfinite_grad(const bp_net *net, const char *fn)
 {
-    for (size_t i = 0; i < net->n_layers; i++) {
-        const bpi_layer *L = &net->layers[i];
-        for (size_t k = 0; k < L->n_out * L->n_in; k++)
-            if (!isfinite(L->dW[k]))
-                return bpi_fail(BP_ENUMERIC, "%s: layer %zu weight gradient dW[%zu] is not finite",
-                                fn, i, k);
-        for (size_t k = 0; k < L->n_out; k++)
-            if (!isfinite(L->db[k]))
-                return bpi_fail(BP_ENUMERIC, "%s: layer %zu bias gradient db[%zu] is not finite",
-                                fn, i, k);
-    }
-    return bpi_fail(BP_ENUMERIC, "%s: the gradient norm overflows", fn);
+    for (size_t i = 0; i < net->n_layers; i++)
+        BPI_TRY(nonfinite_grad_layer(net, i, fn));
+    return BP_OK;
 }
 
 /* ------------------------------------------------------------ updates */
@@ -211,6 +228,7 @@ static tensor_update tensor_at(bp_optim *opt, update_args u, size_t off, int dec
  * (FLT_MAX is 3.4e38, far above any rounding) p' - q is finite. Only a
  * stretch where the bound cannot tell is computed exactly. Locals, not
  * t's fields, in the loops: a float store could alias them. */
+BPI_VECTOR_CLONES
 static unsigned would_fail(const tensor_update *t, size_t lo, size_t hi)
 {
     const update_args u = t->u;
@@ -263,27 +281,42 @@ static int tensor_would_fail(bp_optim *opt, const tensor_update *t, size_t n)
     return 0;
 }
 
-/* The write pass of one tensor of n entries (locals: see would_fail). */
-static void update_tensor(const tensor_update *t, size_t n)
+/* The write pass over entries [lo, hi) (locals: see would_fail). */
+BPI_VECTOR_CLONES
+static void update_range(const tensor_update *t, size_t lo, size_t hi)
 {
     const update_args u = t->u;
-    float *p = t->p, *s0 = t->s0, *s1 = t->s1;
-    const float *g = t->g;
+    float *restrict p = t->p, *restrict s0 = t->s0, *restrict s1 = t->s1;
+    const float *restrict g = t->g;
     if (t->sgd) {
         const float mu = t->mu;
         const int has_v = t->has_v, nesterov = t->nesterov;
-        BPI_OMP_FOR(u.n_threads, n)
-        for (size_t i = 0; i < n; i++) {
-            float v = has_v ? s0[i] : 0.0f;
-            p[i] = sgd_one(&u, mu, nesterov, has_v, p[i], g[i], &v);
-            if (has_v)
-                s0[i] = v;
+        if (!has_v) {
+            for (size_t i = lo; i < hi; i++)
+                p[i] = sgd_one(&u, mu, nesterov, 0, p[i], g[i], NULL);
+            return;
+        }
+        for (size_t i = lo; i < hi; i++) {
+            float v = s0[i];
+            p[i] = sgd_one(&u, mu, nesterov, 1, p[i], g[i], &v);
+            s0[i] = v;
         }
     } else {
-        BPI_OMP_FOR(u.n_threads, n)
-        for (size_t i = 0; i < n; i++)
-            p[i] = adam_one(&u, p[i], g[i], &s0[i], &s1[i]);
+        for (size_t i = lo; i < hi; i++) {
+            float m = s0[i], v = s1[i];
+            p[i] = adam_one(&u, p[i], g[i], &m, &v);
+            s0[i] = m, s1[i] = v;
+        }
     }
+}
+
+/* The write pass of one tensor of n entries, in the norm's chunks. */
+static void update_tensor(const tensor_update *t, size_t n)
+{
+    size_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    BPI_OMP_FOR(t->u.n_threads, n)
+    for (size_t c = 0; c < chunks; c++)
+        update_range(t, c * NORM_CHUNK, (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n);
 }
 
 /* Error path only: name the first entry whose update is not finite. */
@@ -334,23 +367,33 @@ bp_status bp_optim_step(bp_optim *opt)
     const char *fn = "bp_optim_step";
     if (!opt)
         return bpi_fail(BP_EINVAL, "%s: opt is NULL", fn);
-    /* One pass finds both the norm for clipping and any NaN or infinity,
-     * before anything is changed. */
-    double ss = grad_sum_squares(opt);
-    if (!isfinite(ss))
-        return nonfinite_grad(opt->net, fn);
+    /* The norm, for clipping only: a NaN or infinite gradient makes some
+     * new value NaN or infinite, which the check pass below finds anyway. */
+    double ss = 0.0;
+    const bp_net *net = opt->net;
+    if (opt->cfg.clip_norm > 0.0f) {
+        ss = grad_sum_squares(opt);
+        if (!isfinite(ss)) {
+            bp_status s = nonfinite_grad(net, fn);
+            return s != BP_OK ? s : bpi_fail(BP_ENUMERIC, "%s: the gradient norm overflows", fn);
+        }
+    }
     update_args u = step_args(opt, ss);
     /* A diverging step (its new parameters or state overflowing to
      * infinity or NaN) is refused before anything is written: one read-only
-     * pass computes every new value, the second writes them. */
-    const bp_net *net = opt->net;
+     * pass computes every new value, the second writes them. A failure is
+     * blamed on the gradient when one is not finite. */
     for (size_t i = 0; i < net->n_layers; i++) {
         const bpi_layer *L = &net->layers[i];
         tensor_update w = tensor_at(opt, u, L->w_off, 1), b = tensor_at(opt, u, L->b_off, 0);
-        if (tensor_would_fail(opt, &w, L->n_out * L->n_in))
-            return diverged(&w, i, 1, L->n_out * L->n_in, fn);
-        if (tensor_would_fail(opt, &b, L->n_out))
-            return diverged(&b, i, 0, L->n_out, fn);
+        int w_fails = tensor_would_fail(opt, &w, L->n_out * L->n_in);
+        if (w_fails || tensor_would_fail(opt, &b, L->n_out)) {
+            bp_status s = nonfinite_grad(net, fn);
+            if (s != BP_OK)
+                return s;
+            return w_fails ? diverged(&w, i, 1, L->n_out * L->n_in, fn)
+                           : diverged(&b, i, 0, L->n_out, fn);
+        }
     }
     for (size_t i = 0; i < net->n_layers; i++) {
         const bpi_layer *L = &net->layers[i];
@@ -466,14 +509,7 @@ bp_status bpi_optim_layerwise_update(bp_optim *opt, size_t layer, float *snap, c
     } else {
         return BP_OK;
     }
-    for (size_t k = 0; k < nw; k++)
-        if (!isfinite(L->dW[k]))
-            return bpi_fail(BP_ENUMERIC, "%s: layer %zu weight gradient dW[%zu] is not finite",
-                            fn, layer, k);
-    for (size_t k = 0; k < L->n_out; k++)
-        if (!isfinite(L->db[k]))
-            return bpi_fail(BP_ENUMERIC, "%s: layer %zu bias gradient db[%zu] is not finite", fn,
-                            layer, k);
+    BPI_TRY(nonfinite_grad_layer(opt->net, layer, fn));
     if (tensor_would_fail(opt, &w, nw))
         return diverged(&w, layer, 1, nw, fn);
     return diverged(&b, layer, 0, L->n_out, fn);
