@@ -23,14 +23,17 @@
 #define VL 8
 #define NR (NV * VL)
 
-static void ukr_avx2(size_t kc, const float *restrict a, const float *restrict b,
-                     float *restrict c, size_t ldc, float alpha, float beta)
+/* The first nv of the NV vectors of columns: the full tile, and the narrow
+ * one for a last strip of 8 columns or fewer (see ukr_avx512.c). */
+static inline __attribute__((always_inline)) void
+ukr_cols(size_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+         size_t ldc, float alpha, float beta, const int nv)
 {
     __m256 acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             acc[i][v] = _mm256_setzero_ps();
 
     /* One rank-1 update per p, unrolled by 4 (see ukr_avx512.c). */
@@ -38,13 +41,13 @@ static void ukr_avx2(size_t kc, const float *restrict a, const float *restrict b
     for (size_t p = 0; p < kc; p++) {
         __m256 bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             bv[v] = _mm256_loadu_ps(b + v * VL);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
             __m256 ai = _mm256_broadcast_ss(a + i);
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
+            for (int v = 0; v < nv; v++)
                 acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
         }
         a += MR;
@@ -56,19 +59,31 @@ static void ukr_avx2(size_t kc, const float *restrict a, const float *restrict b
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
+            for (int v = 0; v < nv; v++)
                 _mm256_storeu_ps(c + i * ldc + v * VL, _mm256_mul_ps(va, acc[i][v]));
     } else {
         __m256 vb = _mm256_set1_ps(beta);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) {
+            for (int v = 0; v < nv; v++) {
                 float *ci = c + i * ldc + v * VL;
                 __m256 bc = _mm256_mul_ps(vb, _mm256_loadu_ps(ci));
                 _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][v], bc));
             }
     }
+}
+
+static void ukr_avx2(size_t kc, const float *restrict a, const float *restrict b,
+                     float *restrict c, size_t ldc, float alpha, float beta)
+{
+    ukr_cols(kc, a, b, c, ldc, alpha, beta, NV);
+}
+
+static void ukr_avx2_8(size_t kc, const float *restrict a, const float *restrict b,
+                       float *restrict c, size_t ldc, float alpha, float beta)
+{
+    ukr_cols(kc, a, b, c, ldc, alpha, beta, 1);
 }
 
 const bpi_ukr bpi_ukr_avx2_6x16 = {
@@ -77,4 +92,6 @@ const bpi_ukr bpi_ukr_avx2_6x16 = {
     .mr = MR,
     .nr = NR,
     .fn = ukr_avx2,
+    .narrow_w = VL,
+    .narrow = {ukr_avx2_8},
 };

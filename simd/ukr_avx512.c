@@ -28,14 +28,20 @@
 #define VL 16
 #define NR (NV * VL)
 
-static void ukr_avx512(size_t kc, const float *restrict a, const float *restrict b,
-                       float *restrict c, size_t ldc, float alpha, float beta)
+/* The first nv of the NV vectors of columns (nv a constant after inlining):
+ * the full tile (nv = NV) and the narrow ones for the last strip of an N
+ * that is not a multiple of 48, which would otherwise compute 48 columns to
+ * keep 16 or 32. B's packed rows stay NR wide; each kept element gets the
+ * same FMAs in the same order as in the full tile. */
+static inline __attribute__((always_inline)) void
+ukr_cols(size_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+         size_t ldc, float alpha, float beta, const int nv)
 {
     __m512 acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             acc[i][v] = _mm512_setzero_ps();
 
     /* One rank-1 update per p; unrolled by 4 to amortise the loop and let
@@ -44,13 +50,13 @@ static void ukr_avx512(size_t kc, const float *restrict a, const float *restrict
     for (size_t p = 0; p < kc; p++) {
         __m512 bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             bv[v] = _mm512_loadu_ps(b + v * VL);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
             __m512 ai = _mm512_set1_ps(a[i]);
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
+            for (int v = 0; v < nv; v++)
                 acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
         }
         a += MR;
@@ -62,19 +68,37 @@ static void ukr_avx512(size_t kc, const float *restrict a, const float *restrict
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
+            for (int v = 0; v < nv; v++)
                 _mm512_storeu_ps(c + i * ldc + v * VL, _mm512_mul_ps(va, acc[i][v]));
     } else {
         __m512 vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) {
+            for (int v = 0; v < nv; v++) {
                 float *ci = c + i * ldc + v * VL;
                 __m512 bc = _mm512_mul_ps(vb, _mm512_loadu_ps(ci));
                 _mm512_storeu_ps(ci, _mm512_fmadd_ps(va, acc[i][v], bc));
             }
     }
+}
+
+static void ukr_avx512(size_t kc, const float *restrict a, const float *restrict b,
+                       float *restrict c, size_t ldc, float alpha, float beta)
+{
+    ukr_cols(kc, a, b, c, ldc, alpha, beta, NV);
+}
+
+static void ukr_avx512_16(size_t kc, const float *restrict a, const float *restrict b,
+                          float *restrict c, size_t ldc, float alpha, float beta)
+{
+    ukr_cols(kc, a, b, c, ldc, alpha, beta, 1);
+}
+
+static void ukr_avx512_32(size_t kc, const float *restrict a, const float *restrict b,
+                          float *restrict c, size_t ldc, float alpha, float beta)
+{
+    ukr_cols(kc, a, b, c, ldc, alpha, beta, 2);
 }
 
 /* ------------------------------------------------------------ packing */
@@ -219,6 +243,8 @@ const bpi_ukr bpi_ukr_avx512_8x48 = {
     .mr = MR,
     .nr = NR,
     .fn = ukr_avx512,
+    .narrow_w = VL,
+    .narrow = {ukr_avx512_16, ukr_avx512_32},
     .pack_a_rows = pack_a_rows,
     .pack_a_cols = pack_a_cols,
     .pack_b_rows = pack_b_rows,

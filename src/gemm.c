@@ -253,9 +253,11 @@ static void pack_a_block(const gemm_job *job, size_t ic, size_t mc, size_t pc,
  * beyond h, w), and the h x w part is copied back. The kernel thus does the
  * very arithmetic it does on a full tile, whatever that is (an FMA kernel
  * may combine alpha and beta differently from this file). beta == 0: C is
- * neither read nor copied. */
-static void edge_tile(const bpi_ukr *ukr, size_t kc, const float *a, const float *b,
-                      float *c, size_t ldc, size_t h, size_t w, float alpha, float beta)
+ * neither read nor copied. fn is the kernel or one of its narrow variants
+ * (columns beyond its width are not computed, and not copied: w <= them). */
+static void edge_tile(const bpi_ukr *ukr, bpi_ukr_fn fn, size_t kc, const float *a,
+                      const float *b, float *c, size_t ldc, size_t h, size_t w, float alpha,
+                      float beta)
 {
     _Alignas(BPI_ALIGN) float tile[BPI_UKR_MR_MAX * BPI_UKR_NR_MAX];
     size_t nr = ukr->nr;
@@ -264,9 +266,30 @@ static void edge_tile(const bpi_ukr *ukr, size_t kc, const float *a, const float
         for (size_t i = 0; i < h; i++)
             memcpy(tile + i * nr, c + i * ldc, sizeof(float) * w);
     }
-    ukr->fn(kc, a, b, tile, nr, alpha, beta);
+    fn(kc, a, b, tile, nr, alpha, beta);
     for (size_t i = 0; i < h; i++)
         memcpy(c + i * ldc, tile + i * nr, sizeof(float) * w);
+}
+
+/* One tile of h x w: the full kernel, or for a narrow last strip the
+ * narrowest variant that covers w columns, straight into C when the tile
+ * is exactly that wide and MR tall. */
+static void tile_kernel(const bpi_ukr *ukr, size_t kc, const float *a, const float *b,
+                        float *c, size_t ldc, size_t h, size_t w, float alpha, float beta)
+{
+    bpi_ukr_fn fn = ukr->fn;
+    size_t width = ukr->nr;
+    if (w < ukr->nr && ukr->narrow_w) {
+        size_t i = (w + ukr->narrow_w - 1) / ukr->narrow_w - 1;
+        if (i < 3 && ukr->narrow[i]) {
+            fn = ukr->narrow[i];
+            width = (i + 1) * ukr->narrow_w;
+        }
+    }
+    if (h == ukr->mr && w == width)
+        fn(kc, a, b, c, ldc, alpha, beta);
+    else
+        edge_tile(ukr, fn, kc, a, b, c, ldc, h, w, alpha, beta);
 }
 
 /* C(ic:ic+mc, j0:j0+n) (mc, n <= n_strips NR), at c = &C[ic][j0], from
@@ -290,7 +313,7 @@ static void macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc,
             if (h == mr && w == nr)
                 ukr->fn(kc, a, b, tile, ldc, job->alpha, beta);
             else
-                edge_tile(ukr, kc, a, b, tile, ldc, h, w, job->alpha, beta);
+                tile_kernel(ukr, kc, a, b, tile, ldc, h, w, job->alpha, beta);
         }
     }
 }

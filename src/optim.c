@@ -79,11 +79,30 @@ bp_status bp_optim_create(bp_optim **out, bp_net *net, const bp_optim_config *cf
     opt->cfg = *cfg;
     opt->n_slots = cfg->type != BP_OPTIM_SGD ? 2 : cfg->momentum > 0.0f ? 1 : 0;
     opt->n_chunks = (net->block_floats + NORM_CHUNK - 1) / NORM_CHUNK;
-    opt->partials = bpi_alloc(opt->n_chunks * sizeof(double));
+    /* The update's work list: NORM_CHUNK pieces of each tensor, so one
+     * parallel loop runs the check (or the write) of every tensor. */
+    for (size_t i = 0; i < net->n_layers; i++) {
+        const bpi_layer *L = &net->layers[i];
+        opt->n_work += (L->n_out * L->n_in + NORM_CHUNK - 1) / NORM_CHUNK +
+                       (L->n_out + NORM_CHUNK - 1) / NORM_CHUNK;
+    }
+    opt->work = bpi_alloc_array(opt->n_work, sizeof *opt->work);
+    size_t n_partials = opt->n_chunks > opt->n_work ? opt->n_chunks : opt->n_work;
+    opt->partials = bpi_alloc_array(n_partials, sizeof(double));
+    for (size_t i = 0, k = 0; opt->work && i < net->n_layers; i++) {
+        const bpi_layer *L = &net->layers[i];
+        for (int weight = 1; weight >= 0; weight--) {
+            size_t n = weight ? L->n_out * L->n_in : L->n_out;
+            for (size_t lo = 0; lo < n; lo += NORM_CHUNK)
+                opt->work[k++] = (bpi_update_chunk){weight ? L->w_off : L->b_off, lo,
+                                                    lo + NORM_CHUNK < n ? lo + NORM_CHUNK : n,
+                                                    i, weight};
+        }
+    }
     size_t bytes = opt->n_slots * net->block_floats * sizeof(float);
     if (opt->n_slots)
         opt->state = bpi_alloc(bytes);
-    if (!opt->partials || (opt->n_slots && !opt->state)) {
+    if (!opt->partials || !opt->work || (opt->n_slots && !opt->state)) {
         bp_optim_destroy(opt);
         return bpi_fail(BP_ENOMEM, "%s: cannot allocate %zu bytes of optimizer state", fn, bytes);
     }
@@ -97,6 +116,7 @@ void bp_optim_destroy(bp_optim *opt)
         return;
     bpi_free(opt->state);
     bpi_free(opt->partials);
+    bpi_free(opt->work);
     bpi_free(opt);
 }
 
@@ -310,15 +330,6 @@ static void update_range(const tensor_update *t, size_t lo, size_t hi)
     }
 }
 
-/* The write pass of one tensor of n entries, in the norm's chunks. */
-static void update_tensor(const tensor_update *t, size_t n)
-{
-    size_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
-    BPI_OMP_FOR(t->u.n_threads, n)
-    for (size_t c = 0; c < chunks; c++)
-        update_range(t, c * NORM_CHUNK, (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n);
-}
-
 /* Error path only: name the first entry whose update is not finite. */
 static bp_status diverged(const tensor_update *t, size_t layer, int weight, size_t n,
                           const char *fn)
@@ -381,25 +392,29 @@ bp_status bp_optim_step(bp_optim *opt)
     update_args u = step_args(opt, ss);
     /* A diverging step (its new parameters or state overflowing to
      * infinity or NaN) is refused before anything is written: one read-only
-     * pass computes every new value, the second writes them. A failure is
+     * pass computes every new value, the second writes them; each pass is
+     * one parallel loop over the chunks of every tensor. A failure is
      * blamed on the gradient when one is not finite. */
-    for (size_t i = 0; i < net->n_layers; i++) {
-        const bpi_layer *L = &net->layers[i];
-        tensor_update w = tensor_at(opt, u, L->w_off, 1), b = tensor_at(opt, u, L->b_off, 0);
-        int w_fails = tensor_would_fail(opt, &w, L->n_out * L->n_in);
-        if (w_fails || tensor_would_fail(opt, &b, L->n_out)) {
-            bp_status s = nonfinite_grad(net, fn);
-            if (s != BP_OK)
-                return s;
-            return w_fails ? diverged(&w, i, 1, L->n_out * L->n_in, fn)
-                           : diverged(&b, i, 0, L->n_out, fn);
-        }
+    const bpi_update_chunk *work = opt->work;
+    double *failed = opt->partials;
+    BPI_OMP_FOR(u.n_threads, net->block_floats)
+    for (size_t k = 0; k < opt->n_work; k++) {
+        tensor_update t = tensor_at(opt, u, work[k].off, work[k].weight);
+        failed[k] = (double)would_fail(&t, work[k].lo, work[k].hi);
     }
-    for (size_t i = 0; i < net->n_layers; i++) {
-        const bpi_layer *L = &net->layers[i];
-        tensor_update w = tensor_at(opt, u, L->w_off, 1), b = tensor_at(opt, u, L->b_off, 0);
-        update_tensor(&w, L->n_out * L->n_in);
-        update_tensor(&b, L->n_out);
+    for (size_t k = 0; k < opt->n_work; k++) {
+        if (failed[k] == 0.0)
+            continue;
+        BPI_TRY(nonfinite_grad(net, fn));
+        const bpi_layer *L = &net->layers[work[k].layer];
+        tensor_update t = tensor_at(opt, u, work[k].off, work[k].weight);
+        return diverged(&t, work[k].layer, work[k].weight,
+                        work[k].weight ? L->n_out * L->n_in : L->n_out, fn);
+    }
+    BPI_OMP_FOR(u.n_threads, net->block_floats)
+    for (size_t k = 0; k < opt->n_work; k++) {
+        tensor_update t = tensor_at(opt, u, work[k].off, work[k].weight);
+        update_range(&t, work[k].lo, work[k].hi);
     }
     opt->steps++;
     return BP_OK;

@@ -16,14 +16,25 @@ typedef struct update_args {
     int n_threads;
 } update_args;
 
+/* One piece of the update work: entries [lo, hi) of the tensor at float
+ * offset off of the parameter-shaped blocks (W or b of `layer`). */
+typedef struct bpi_update_chunk {
+    size_t off, lo, hi;
+    size_t layer;
+    int weight;
+} bpi_update_chunk;
+
 struct bp_optim {
     bp_net *net;
     bp_optim_config cfg;
     uint64_t steps;       /* updates applied so far */
     size_t n_slots;       /* state tensors per parameter */
     float *state;         /* n_slots parameter-shaped blocks, one after another */
-    double *partials;     /* per-chunk sums of squares for the gradient norm */
-    size_t n_chunks;
+    double *partials;     /* per chunk: sums of squares for the gradient norm, or
+                             the check pass's failure flags (per work chunk) */
+    size_t n_chunks;      /* chunks of the whole block, for the norm */
+    bpi_update_chunk *work; /* every tensor cut into chunks, layer by layer */
+    size_t n_work;
     update_args step_args; /* the layer-by-layer step in progress */
 };
 

@@ -60,6 +60,13 @@ typedef struct bpi_ukr {
     const char *isa;    /* "scalar", "avx2", "avx512", "neon" (BP_ISA's names) */
     size_t mr, nr;      /* register block: rows and columns of the C tile */
     bpi_ukr_fn fn;
+    /* Optional narrow variants, for the last strip of an N that is not a
+     * multiple of NR: narrow[i] computes only columns [0, (i + 1) narrow_w)
+     * of the tile, from the same packed panels (B's rows still NR wide),
+     * each element exactly as fn does. NULL (and narrow_w 0): fn on a local
+     * tile. */
+    size_t narrow_w;
+    bpi_ukr_fn narrow[3];
     bpi_pack_fn pack_a_rows, pack_a_cols;  /* R = MR; NULL: portable */
     bpi_pack_fn pack_b_rows, pack_b_cols;  /* R = NR; NULL: portable */
 } bpi_ukr;
