@@ -248,7 +248,9 @@ BP_API bp_status bp_net_backward(bp_net *net, const int32_t *labels,
                                  const float *targets, float *loss);
 
 /* Ask backward for dL/dX of the network input (off by default: it costs a
- * GEMM). Gradients with respect to the inputs of layers 1.. are always kept. */
+ * GEMM). Gradients with respect to the inputs of layers 1.. are always kept.
+ * A set-up call: with the scheduled backward it plans the backward again
+ * (BP_ENOMEM leaves the net as it was). */
 BP_API bp_status bp_net_set_input_grad(bp_net *net, int enable);
 
 /* Read-only view of the gradient of the loss with respect to the input of

@@ -87,4 +87,11 @@ exposed: waiting for the reductions after the backward (ms), skew between ranks 
 update: the optimizer's time (ms); with layer updates (the default) the layers are updated
         while later reductions are still in flight, and "exposed" excludes that time;
 hidden: exposed(overlap off) - exposed(overlap on): communication the backward covered.
+On one machine the "network" is shared memory (Open MPI's vader BTL): a 64 KiB bucket
+moves in microseconds, so there is little to hide and the ranks mostly compete for the
+same two cores. Across nodes each step's all-reduce moves 2 x (P-1)/P x the gradient
+bytes (about 1 MB for this MLP, 67 MB for 4096-wide layers) over the interconnect:
+tens of microseconds to milliseconds per step at 10-100 Gbit/s, which is what the overlap
+with the backward and the per-layer updates exist to hide; the bucket size
+(BP_MPI_BUCKET_KB) then trades per-message latency against how early reductions start.
 EOF

@@ -346,6 +346,19 @@ bp_status bp_net_set_input_grad(bp_net *net, int enable)
 {
     if (!net)
         return bpi_fail(BP_EINVAL, "bp_net_set_input_grad: net is NULL");
-    net->want_input_grad = enable != 0;
+    int want = enable != 0;
+    if (want == net->want_input_grad)
+        return BP_OK;
+    /* The backward plan includes the first layer's input gradient or not:
+     * plan again (all or nothing: on failure the net stays as it was). */
+    bpi_sched *sched = NULL;
+    net->want_input_grad = want;
+    bp_status s = bpi_sched_create(net, &sched);
+    if (s != BP_OK) {
+        net->want_input_grad = !want;
+        return s;
+    }
+    bpi_sched_destroy(net->sched);
+    net->sched = sched;
     return BP_OK;
 }

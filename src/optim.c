@@ -444,38 +444,32 @@ void bpi_optim_layerwise_begin(bp_optim *opt)
 
 /* Entries [lo, hi) of one tensor written, their old values saved; 1 if any
  * new value is not finite. */
+/* 1 if any of x[0, n) is NaN or infinite. */
+BPI_VECTOR_CLONES
+static unsigned any_nonfinite(const float *restrict x, size_t n)
+{
+    unsigned bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= nonfinite(x[i]);
+    return bad;
+}
+
+/* Entries [lo, hi) of one tensor: the old values copied to the snapshot
+ * (snap + k block for state slot k - 1), then update_range's write pass,
+ * then a look at what it wrote. In pieces of NORM_CHUNK floats, so the
+ * three passes run in L1 and L2 and each is a vectorised loop. */
 static unsigned update_saving(const tensor_update *t, size_t lo, size_t hi, float *snap,
                               size_t block)
 {
-    const update_args u = t->u;
-    float *p = t->p, *s0 = t->s0, *s1 = t->s1;
-    float *sp = snap, *ss0 = snap + block, *ss1 = snap + 2 * block;
-    const float *g = t->g;
-    unsigned bad = 0;
-    if (t->sgd) {
-        const float mu = t->mu;
-        const int has_v = t->has_v, nesterov = t->nesterov;
-        for (size_t i = lo; i < hi; i++) {
-            float v = has_v ? s0[i] : 0.0f;
-            sp[i] = p[i];
-            if (has_v)
-                ss0[i] = v;
-            float pn = sgd_one(&u, mu, nesterov, has_v, p[i], g[i], &v);
-            bad |= nonfinite(pn) | nonfinite(v);
-            p[i] = pn;
-            if (has_v)
-                s0[i] = v;
-        }
-        return bad;
-    }
-    for (size_t i = lo; i < hi; i++) {
-        float m = s0[i], v = s1[i];
-        sp[i] = p[i], ss0[i] = m, ss1[i] = v;
-        float pn = adam_one(&u, p[i], g[i], &m, &v);
-        bad |= nonfinite(pn) | nonfinite(m) | nonfinite(v);
-        p[i] = pn, s0[i] = m, s1[i] = v;
-    }
-    return bad;
+    size_t bytes = (hi - lo) * sizeof(float);
+    memcpy(snap + lo, t->p + lo, bytes);
+    if (t->s0)
+        memcpy(snap + block + lo, t->s0 + lo, bytes);
+    if (t->s1)
+        memcpy(snap + 2 * block + lo, t->s1 + lo, bytes);
+    update_range(t, lo, hi);
+    return any_nonfinite(t->p + lo, hi - lo) | (t->s0 ? any_nonfinite(t->s0 + lo, hi - lo) : 0) |
+           (t->s1 ? any_nonfinite(t->s1 + lo, hi - lo) : 0);
 }
 
 /* snap: the snapshot block's floats at this tensor's offset. */

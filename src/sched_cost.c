@@ -3,9 +3,17 @@
  * planner compares partitions of one machine.
  *
  * GEMM (M, N, K) on p threads = max(compute, memory) + synchronisation:
- *  compute = 2MNK / (p peak eff), eff = 0.9 k/(k+32) m/(m+6) n/(n+12) for
+ *  compute = 2MNK / (p peak eff), eff = 0.9 k/(k+8) m/(m+12) n/(n+12) for
  *            the thread's share (m, n) of C (the larger dimension is split):
- *            small per-thread blocks spend more on packing, edges and loops;
+ *            small per-thread blocks spend more on packing, edges and loops.
+ *            Fitted to 1-thread measurements on this VM (perf's gt-style
+ *            timing of bp_sgemm, 2026-11-28): TN n x n x B (the weight
+ *            gradient, K = batch) runs at 0.53-0.63 of 200 GFLOP/s for
+ *            B = 16 and 0.67-0.78 for B = 64; NN B x n x n (the input
+ *            gradient) at 0.35-0.5 for B = 16 and 0.6-0.7 for B = 64. The
+ *            earlier k/(k+32) made a batch-16 weight gradient look twice
+ *            as slow as it is, and the planner then chose a 2-group plan
+ *            that ran 0.83x the sequential backward (256 x 3, batch 16);
  *  memory  = bytes / bandwidth: A, B and C once, plus the smaller operand
  *            copied into every further L3 domain of the group; bandwidth
  *            STREAM_PER_CORE per thread, at most NUMA_BANDWIDTH per node;
@@ -54,7 +62,7 @@ double bpi_cost_gemm(size_t M, size_t N, size_t K, const bpi_group *g)
         m = fmax(1.0, m / p);
     else
         n = fmax(1.0, n / p);
-    double eff = 0.9 * k / (k + 32.0) * m / (m + 6.0) * n / (n + 12.0);
+    double eff = 0.9 * k / (k + 8.0) * m / (m + 12.0) * n / (n + 12.0);
     double compute = 2.0 * (double)M * (double)N * k / (p * PEAK_PER_CORE * eff);
     double a = (double)M * k, b = k * (double)N, c = (double)M * (double)N;
     double copies = (g->n_l3 > 1 ? g->n_l3 - 1 : 0) * (a < b ? a : b);

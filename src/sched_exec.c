@@ -137,7 +137,8 @@ static bp_status plan_for(const bp_net *net, bpi_plan *plan)
      * threads wait for each other by spinning. */
     int own_cores = net->ctx->n_threads <= topo->n_cores;
     bpi_plan_input in = {topo, net->ctx->n_threads, net->n_layers, dims,
-                         dims + net->n_layers, net->max_batch, 1, 0, own_cores};
+                         dims + net->n_layers, net->max_batch, net->want_input_grad, 0,
+                         own_cores};
     bp_status s = bpi_plan_build(&in, plan);
     bpi_free(dims);
     return s;
@@ -228,7 +229,7 @@ static void run_dx(bp_net *net, const bpi_gemm_env *env, const bpi_team *team, i
 {
     bpi_layer *L = &net->layers[layer];
     if (layer == 0 && !net->want_input_grad)
-        return; /* planned in case it is asked for; costs a GEMM otherwise */
+        return; /* not planned then (bp_net_set_input_grad plans again) */
     float *dX = layer > 0 ? net->layers[layer - 1].dA : net->dX;
     bpi_dense_input_grad_team(env, team, L->dZ, L->W, dX, net->batch, L->n_in, L->n_out);
 }

@@ -210,6 +210,15 @@ static bp_net *make_net(bp_ctx *ctx, size_t *widths, size_t n, size_t batch)
     return net;
 }
 
+/* Whether the net's plan runs the first layer's input gradient. */
+static int plans_dx0(const bp_net *net)
+{
+    int dx0 = 0;
+    for (int k = 0; net->sched && k < net->sched->plan.n_tasks; k++)
+        dx0 |= net->sched->plan.tasks[k].kind == BPI_T_DX && net->sched->plan.tasks[k].layer == 0;
+    return dx0;
+}
+
 /* Two training steps with Adam; returns every parameter and gradient. */
 static float *run_steps(int threads, bp_backward_mode mode, int *scheduled, size_t *count)
 {
@@ -218,8 +227,10 @@ static float *run_steps(int threads, bp_backward_mode mode, int *scheduled, size
     OK(bp_ctx_create(&ctx, threads));
     OK(bp_ctx_set_backward(ctx, mode));
     bp_net *net = make_net(ctx, widths, n, B);
+    ck_assert_msg(!plans_dx0(net), "input gradient planned but not asked for");
     OK(bp_net_set_input_grad(net, 1));
     *scheduled = net->sched != NULL;
+    ck_assert_msg(!net->sched || plans_dx0(net), "input gradient asked for but not planned");
     bp_optim *opt;
     bp_optim_config cfg;
     OK(bp_optim_config_default(&cfg, BP_OPTIM_ADAM));
