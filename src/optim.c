@@ -285,22 +285,6 @@ static unsigned would_fail(const tensor_update *t, size_t lo, size_t hi)
     return 0;
 }
 
-/* The check pass of one tensor of n entries, in the norm's fixed chunks
- * (their flags go where the norm's partial sums were). */
-static int tensor_would_fail(bp_optim *opt, const tensor_update *t, size_t n)
-{
-    size_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
-    BPI_OMP_FOR(t->u.n_threads, n)
-    for (size_t c = 0; c < chunks; c++) {
-        size_t hi = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
-        opt->partials[c] = (double)would_fail(t, c * NORM_CHUNK, hi);
-    }
-    for (size_t c = 0; c < chunks; c++)
-        if (opt->partials[c] != 0.0)
-            return 1;
-    return 0;
-}
-
 /* The write pass over entries [lo, hi) (locals: see would_fail). */
 BPI_VECTOR_CLONES
 static void update_range(const tensor_update *t, size_t lo, size_t hi)
@@ -511,17 +495,15 @@ bp_status bpi_optim_layerwise_update(bp_optim *opt, size_t layer, float *snap, c
     size_t nw = L->n_out * L->n_in;
     /* What was written goes back first (W alone if W failed: b's snapshot
      * is not this step's), so that the diagnosis sees the old values. */
-    if (tensor_update_saving(opt, &w, nw, snap + L->w_off)) {
+    int w_failed = tensor_update_saving(opt, &w, nw, snap + L->w_off);
+    if (w_failed)
         restore_range(opt, L->w_off, nw, snap);
-    } else if (tensor_update_saving(opt, &b, L->n_out, snap + L->b_off)) {
+    else if (tensor_update_saving(opt, &b, L->n_out, snap + L->b_off))
         bpi_optim_layerwise_restore(opt, layer, snap);
-    } else {
+    else
         return BP_OK;
-    }
     BPI_TRY(nonfinite_grad_layer(opt->net, layer, fn));
-    if (tensor_would_fail(opt, &w, nw))
-        return diverged(&w, layer, 1, nw, fn);
-    return diverged(&b, layer, 0, L->n_out, fn);
+    return w_failed ? diverged(&w, layer, 1, nw, fn) : diverged(&b, layer, 0, L->n_out, fn);
 }
 
 void bpi_optim_layerwise_end(bp_optim *opt)

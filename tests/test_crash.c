@@ -26,21 +26,6 @@
 
 static char g_dir[64];
 
-static unsigned char *read_bytes(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
 
 /* Remove the temporaries left in g_dir; returns how many there were. */
 static int remove_temporaries(void)
@@ -91,7 +76,7 @@ START_TEST(test_sigkill_during_save)
     for (int k = 0; k < 2; k++) {
         snprintf(ref[k], sizeof ref[k], "%s/ref%d", g_dir, k);
         ck_assert_int_eq(bp_model_save(ref[k], nets[k], NULL, 0, (uint64_t)k, NULL, 0), BP_OK);
-        want[k] = read_bytes(ref[k], &want_size[k]);
+        want[k] = tu_read_file(ref[k], &want_size[k]);
         ck_assert_ptr_nonnull(want[k]);
     }
     ck_assert_int_eq(bp_model_save(path, nets[0], NULL, 0, 0, NULL, 0), BP_OK);
@@ -123,7 +108,7 @@ START_TEST(test_sigkill_during_save)
                       "the saving child ended by itself (status %d)", status);
 
         size_t size = 0;
-        unsigned char *got = read_bytes(path, &size);
+        unsigned char *got = tu_read_file(path, &size);
         ck_assert_msg(got != NULL, "kill %d: the model file is gone", kill_no);
         int which = -1;
         for (int k = 0; k < 2; k++)

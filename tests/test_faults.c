@@ -56,30 +56,11 @@ static void path_in(char *buf, size_t n, const char *name)
     snprintf(buf, n, "%s/%s", g_dir, name);
 }
 
-static size_t count_named(const char *part)
-{
-    DIR *d = opendir(g_dir);
-    ck_assert_ptr_nonnull(d);
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += strstr(e->d_name, part) != NULL;
-    closedir(d);
-    return n;
-}
 
 static unsigned char *read_bytes(const char *path, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
+    unsigned char *buf = tu_read_file(path, size);
+    ck_assert_msg(buf != NULL, "cannot read %s", path);
     return buf;
 }
 
@@ -402,7 +383,7 @@ static int save_unchanged(void *p)
     unsigned char *now = read_bytes(s->path, &n);
     int same = n == s->before_size && memcmp(now, s->before, n) == 0;
     free(now);
-    return same && count_named(".tmp.") == 0;
+    return same && tu_count_named(g_dir, ".tmp.") == 0;
 }
 static void undo_save(void *p)
 {

@@ -60,32 +60,11 @@ static void remove_tree(const char *dir)
     rmdir(dir);
 }
 
-/* Number of entries of dir whose name contains `part`. */
-static int count_named(const char *dir, const char *part)
-{
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += strstr(e->d_name, part) != NULL;
-    closedir(d);
-    return n;
-}
 
 static unsigned char *read_bytes(const char *path, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    unsigned char *buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
+    unsigned char *buf = tu_read_file(path, size);
+    ck_assert_msg(buf != NULL, "cannot read %s", path);
     return buf;
 }
 
@@ -366,7 +345,7 @@ static void roundtrip(const bp_optim_config *cfg, size_t n_meta)
     bp_net_destroy(net2);
     bp_optim_destroy(opt);
     bp_net_destroy(net);
-    ck_assert_int_eq(count_named(g_dir, ".tmp."), 0);
+    ck_assert_int_eq(tu_count_named(g_dir, ".tmp."), 0);
 }
 
 START_TEST(test_roundtrip_no_optimizer)
@@ -853,7 +832,7 @@ START_TEST(test_replace_existing)
     bp_net *c = NULL;
     ck_assert_int_eq(bp_model_load(path, g_ctx, 2, &c, NULL, NULL, NULL, NULL), BP_OK);
     assert_nets_equal(b, c);
-    ck_assert_int_eq(count_named(g_dir, ".tmp."), 0);
+    ck_assert_int_eq(tu_count_named(g_dir, ".tmp."), 0);
     bp_net_destroy(c);
     bp_net_destroy(b);
     bp_net_destroy(a);
@@ -879,7 +858,7 @@ START_TEST(test_save_io_errors)
     struct stat st;
     ck_assert_int_eq(stat(inner, &st), 0);
     ck_assert_int_eq(st.st_size, 1);
-    ck_assert_int_eq(count_named(g_dir, ".tmp."), 0);
+    ck_assert_int_eq(tu_count_named(g_dir, ".tmp."), 0);
 
     ck_assert_int_eq(bp_model_save("/proc/self/bp_model_test.bpm", net, NULL, 0, 0, NULL, 0),
                      BP_EIO);
@@ -916,7 +895,7 @@ START_TEST(test_save_write_fails)
     unsigned char *after = read_bytes(path, &size1);
     ck_assert_uint_eq(size0, size1);
     ck_assert(memcmp(before, after, size0) == 0);
-    ck_assert_int_eq(count_named(g_dir, ".tmp."), 0);
+    ck_assert_int_eq(tu_count_named(g_dir, ".tmp."), 0);
     free(before);
     free(after);
     bp_net_destroy(big);

@@ -1,3 +1,8 @@
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "testutil.h"
 
 const int tu_thread_counts[TU_N_THREAD_COUNTS] = {1, 2, 3};
@@ -27,4 +32,34 @@ void tu_fill(tu_rng *r, float *x, size_t n, double lo, double hi)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = (float)tu_uniform(r, lo, hi);
+}
+
+unsigned char *tu_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    unsigned char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && (fseek(f, 0, SEEK_SET) != 0 || fread(buf, 1, (size_t)n, f) != (size_t)n)) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf)
+        *size = (size_t)n;
+    return buf;
+}
+
+int tu_count_named(const char *dir, const char *part)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strstr(e->d_name, part) != NULL;
+    closedir(d);
+    return n;
 }

@@ -16,6 +16,13 @@ double tu_uniform(tu_rng *r, double lo, double hi);
 float tu_int_float(tu_rng *r, int lo, int hi);
 void tu_fill(tu_rng *r, float *x, size_t n, double lo, double hi);
 
+/* The whole file at path in a malloc'd buffer (one spare byte), its size in
+ * *size; NULL if it cannot be opened or read. */
+unsigned char *tu_read_file(const char *path, size_t *size);
+/* How many entries of directory dir have `part` in their name; -1 if dir
+ * cannot be opened. */
+int tu_count_named(const char *dir, const char *part);
+
 /* Thread counts to try: 1, 2 and (oversubscribed) 3. */
 #define TU_N_THREAD_COUNTS 3
 extern const int tu_thread_counts[TU_N_THREAD_COUNTS];
