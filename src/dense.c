@@ -40,9 +40,10 @@ static void column_sums(const float *dZ, float *db, size_t B, size_t n_out, int 
 
 void bpi_dense_backward(const bpi_gemm_env *gemm, const float *dZ, const float *X,
                         const float *W, float *dW, float *db, float *dX, size_t B,
-                        size_t n_in, size_t n_out)
+                        size_t n_in, size_t n_out, uint32_t *dW_absmax)
 {
-    bpi_sgemm(gemm, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f, dW, n_in);
+    bpi_sgemm_absmax(gemm, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f, dW, n_in,
+                     dW_absmax);
     column_sums(dZ, db, B, n_out, gemm->n_threads);
     if (dX)
         bpi_sgemm(gemm, 0, 0, B, n_in, n_out, 1.0f, dZ, n_out, W, n_in, 0.0f, dX, n_in);
@@ -56,9 +57,10 @@ void bpi_dense_input_grad_team(const bpi_gemm_env *gemm, const bpi_team *team, c
 
 void bpi_dense_weight_grad_team(const bpi_gemm_env *gemm, const bpi_team *team,
                                 const float *dZ, const float *X, float *dW, float *db,
-                                size_t B, size_t n_in, size_t n_out)
+                                size_t B, size_t n_in, size_t n_out, uint32_t *dW_absmax)
 {
-    bpi_sgemm_team(gemm, team, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f, dW, n_in);
+    bpi_sgemm_team_absmax(gemm, team, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f,
+                          dW, n_in, dW_absmax);
     size_t lo, hi;
     bpi_team_range(team, (n_out + COLS_PER_TASK - 1) / COLS_PER_TASK, &lo, &hi);
     for (size_t t = lo; t < hi; t++)

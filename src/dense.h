@@ -14,10 +14,11 @@ void bpi_dense_forward(const bpi_gemm_env *gemm, const float *X, const float *W,
 /* dZ is (B, n_out), X is (B, n_in), W is (n_out, n_in).
  * dW (n_out, n_in) = dZ^T X                            (GEMM TN)
  * db (n_out)       = sum over the batch of dZ
- * dX (B, n_in)     = dZ W, skipped when dX is NULL     (GEMM NN) */
+ * dX (B, n_in)     = dZ W, skipped when dX is NULL     (GEMM NN)
+ * *dW_absmax (if not NULL) is raised to max |dW| (bpi_sgemm_absmax). */
 void bpi_dense_backward(const bpi_gemm_env *gemm, const float *dZ, const float *X,
                         const float *W, float *dW, float *db, float *dX, size_t B,
-                        size_t n_in, size_t n_out);
+                        size_t n_in, size_t n_out, uint32_t *dW_absmax);
 
 /* The same two halves of the backward, run by a team of threads of an
  * enclosing parallel region (every member calls; see team.h):
@@ -28,6 +29,6 @@ void bpi_dense_input_grad_team(const bpi_gemm_env *gemm, const struct bpi_team *
                                size_t n_in, size_t n_out);
 void bpi_dense_weight_grad_team(const bpi_gemm_env *gemm, const struct bpi_team *team,
                                 const float *dZ, const float *X, float *dW, float *db,
-                                size_t B, size_t n_in, size_t n_out);
+                                size_t B, size_t n_in, size_t n_out, uint32_t *dW_absmax);
 
 #endif

@@ -35,6 +35,7 @@
 #include "alloc.h"
 #include "bp_config.h"
 #include "fpmode.h"
+#include "parallel.h"
 #include "gemm.h"
 #include "team.h"
 #include "ukr.h"
@@ -167,6 +168,7 @@ typedef struct gemm_job {
     float *C;
     float *workspace;           /* n_threads areas of thread_floats() */
     size_t t_stride;
+    uint32_t *absmax;           /* NULL, or raised to max |C| (bpi_sgemm_absmax) */
 } gemm_job;
 
 /* Pack a kc x w piece of a matrix X viewed as X(p, r) (p along K, r along M
@@ -292,15 +294,30 @@ static void tile_kernel(const bpi_ukr *ukr, size_t kc, const float *a, const flo
         edge_tile(ukr, fn, kc, a, b, c, ldc, h, w, alpha, beta);
 }
 
+/* Largest bpi_abs_bits() of the h x w tile at c, given m: run just after
+ * the kernel wrote the tile, so it reads L1. */
+BPI_VECTOR_CLONES
+static uint32_t tile_absmax(const float *c, size_t ldc, size_t h, size_t w, uint32_t m)
+{
+    for (size_t i = 0; i < h; i++)
+        for (size_t j = 0; j < w; j++) {
+            uint32_t b = bpi_abs_bits(c[i * ldc + j]);
+            m = b > m ? b : m;
+        }
+    return m;
+}
+
 /* C(ic:ic+mc, j0:j0+n) (mc, n <= n_strips NR), at c = &C[ic][j0], from
  * packed_a (ceil(mc/MR) micro-panels of (kc, MR)) and the B micro-panels
  * at panel ((kc, NR) each, the last one n - (n_strips - 1) NR wide). Rows
  * outside, strips inside: each A micro-panel stays in L1 while the strips
  * stream from L2, and C is written row band by row band. With one strip
  * (deep K) that strip stays in L1 and the A block streams instead. */
-static void macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc,
-                         const float *packed_a, const float *panel, float *c, float beta)
+static uint32_t macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc,
+                             const float *packed_a, const float *panel, float *c, float beta,
+                             int scan)
 {
+    uint32_t m = 0;
     const bpi_ukr *ukr = job->ukr;
     size_t mr = ukr->mr, nr = ukr->nr, ldc = job->ldc;
     for (size_t i0 = 0; i0 < mc; i0 += mr) {
@@ -314,8 +331,11 @@ static void macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc,
                 ukr->fn(kc, a, b, tile, ldc, job->alpha, beta);
             else
                 tile_kernel(ukr, kc, a, b, tile, ldc, h, w, job->alpha, beta);
+            if (scan)
+                m = tile_absmax(tile, ldc, h, w, m);
         }
     }
+    return m;
 }
 
 /* ------------------------------------------------------------ threads */
@@ -395,6 +415,15 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
     }
 }
 
+/* *p = max(*p, v), shared by the threads of one call. */
+static void atomic_max(uint32_t *p, uint32_t v)
+{
+    uint32_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (v > cur &&
+           !__atomic_compare_exchange_n(p, &cur, v, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 /* Thread tid of nt: the whole loop nest, on its share of the tiles, with
  * its own packing buffers; no thread waits for another. */
 static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt);
@@ -411,6 +440,7 @@ static void gemm_thread(const gemm_job *job, size_t tid, size_t nt)
 static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
 {
     const bpi_gemm_blocking *blk = &job->blk;
+    uint32_t absmax = 0;
     size_t mr = job->ukr->mr, nr = job->ukr->nr;
     size_t tm, tn;
     thread_grid(job, nt, &tm, &tn);
@@ -451,30 +481,41 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                         pack_b_strip(job, pc, kc, jc + s * nr,
                                      size_min(nr, job->N - (jc + s * nr)),
                                      panel + (s - jp) * kc * nr);
-                    macro_kernel(job, mc, n, kc, packed_a, panel,
-                                 job->C + ic * job->ldc + j0, beta);
+                    /* |C| is final after the last K block */
+                    int scan = job->absmax && pc + kc >= job->K;
+                    uint32_t m = macro_kernel(job, mc, n, kc, packed_a, panel,
+                                              job->C + ic * job->ldc + j0, beta, scan);
+                    absmax = m > absmax ? m : absmax;
                 }
             }
         }
     }
+    if (job->absmax)
+        atomic_max(job->absmax, absmax);
 }
 
 /* ------------------------------------------------------------- driver */
 
 /* C (M, N) = beta C, the whole product being zero (alpha == 0 or K == 0);
- * beta == 0 writes zeros without reading C. */
-static void scale_c(size_t M, size_t N, float beta, float *C, size_t ldc)
+ * beta == 0 writes zeros without reading C. *absmax (if not NULL) is raised
+ * to max |C|. */
+static void scale_c(size_t M, size_t N, float beta, float *C, size_t ldc, uint32_t *absmax)
 {
-    if (beta == 1.0f)
-        return;
+    uint32_t m = 0;
     for (size_t i = 0; i < M; i++) {
         float *row = C + i * ldc;
         if (beta == 0.0f)
             memset(row, 0, sizeof(float) * N);
-        else
+        else if (beta != 1.0f)
             for (size_t j = 0; j < N; j++)
                 row[j] = beta * row[j];
+        if (absmax)
+            m = tile_absmax(row, ldc, 1, N, m);
+        else if (beta == 1.0f)
+            break;
     }
+    if (absmax)
+        atomic_max(absmax, m);
 }
 
 /* The job of one call: operands, blocking and the packing buffers in env's
@@ -500,14 +541,22 @@ void bpi_sgemm(const bpi_gemm_env *env, int transA, int transB,
                const float *A, size_t lda, const float *B, size_t ldb,
                float beta, float *C, size_t ldc)
 {
+    bpi_sgemm_absmax(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+void bpi_sgemm_absmax(const bpi_gemm_env *env, int transA, int transB, size_t M, size_t N,
+                      size_t K, float alpha, const float *A, size_t lda, const float *B,
+                      size_t ldb, float beta, float *C, size_t ldc, uint32_t *absmax)
+{
     if (M == 0 || N == 0)
         return;
     if (alpha == 0.0f || K == 0) {
-        scale_c(M, N, beta, C, ldc);
+        scale_c(M, N, beta, C, ldc, absmax);
         return;
     }
 
     gemm_job job = make_job(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    job.absmax = absmax;
     int n_threads = threads_for(env, &job);
 #if BP_HAVE_OPENMP
     /* Inside someone's parallel region: their threads are busy, run here. */
@@ -526,8 +575,18 @@ void bpi_sgemm_team(const bpi_gemm_env *env, const bpi_team *team, int transA, i
                     size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
                     const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
+    bpi_sgemm_team_absmax(env, team, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                          ldc, NULL);
+}
+
+void bpi_sgemm_team_absmax(const bpi_gemm_env *env, const bpi_team *team, int transA,
+                           int transB, size_t M, size_t N, size_t K, float alpha,
+                           const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                           float *C, size_t ldc, uint32_t *absmax)
+{
     if (team->size <= 1) { /* on the calling thread: the plain engine does that */
-        bpi_sgemm(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        bpi_sgemm_absmax(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                         absmax);
         return;
     }
     if (M == 0 || N == 0)
@@ -535,9 +594,10 @@ void bpi_sgemm_team(const bpi_gemm_env *env, const bpi_team *team, int transA, i
     if (alpha == 0.0f || K == 0) {
         size_t lo, hi; /* rows of C, one range per member */
         split_range(M, (size_t)team->size, (size_t)team->rank, &lo, &hi);
-        scale_c(hi - lo, N, beta, C + lo * ldc, ldc);
+        scale_c(hi - lo, N, beta, C + lo * ldc, ldc, absmax);
         return;
     }
     gemm_job job = make_job(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    job.absmax = absmax;
     gemm_thread(&job, (size_t)team->rank, (size_t)team->size);
 }

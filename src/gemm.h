@@ -21,6 +21,8 @@
 #define BP_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "backprop.h"
 #include "ukr.h"
@@ -53,6 +55,26 @@ void bpi_sgemm(const bpi_gemm_env *env, int transA, int transB,
                const float *A, size_t lda, const float *B, size_t ldb,
                float beta, float *C, size_t ldc);
 
+/* bpi_sgemm that also raises *absmax to the largest |C| it writes, as the
+ * bits of a float's magnitude (x's bits with the sign cleared: compared as
+ * unsigned integers they order like |x|, and NaN and infinity sit at or
+ * above 0x7f800000). Read in cache, tile by tile, just after each tile's
+ * last K block, it costs a few vector operations per tile instead of a
+ * pass over C: the optimizer proves its steps finite from it (optim.c).
+ * Same bits of C as bpi_sgemm. */
+void bpi_sgemm_absmax(const bpi_gemm_env *env, int transA, int transB, size_t M, size_t N,
+                      size_t K, float alpha, const float *A, size_t lda, const float *B,
+                      size_t ldb, float beta, float *C, size_t ldc, uint32_t *absmax);
+
+/* The bits of |x| as above; NaN and infinity from BPI_ABS_BITS_INF up. */
+#define BPI_ABS_BITS_INF 0x7f800000u
+static inline uint32_t bpi_abs_bits(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b & 0x7fffffffu;
+}
+
 /* The same product computed by every member of a team of threads of an
  * enclosing parallel region (team.h), with the team's own barriers: all
  * team->size members call it with the same arguments. env's workspace must
@@ -62,5 +84,11 @@ struct bpi_team;
 void bpi_sgemm_team(const bpi_gemm_env *env, const struct bpi_team *team, int transA,
                     int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
                     size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
+/* ... and raising *absmax as bpi_sgemm_absmax does (atomically: members
+ * share it). */
+void bpi_sgemm_team_absmax(const bpi_gemm_env *env, const struct bpi_team *team, int transA,
+                           int transB, size_t M, size_t N, size_t K, float alpha,
+                           const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                           float *C, size_t ldc, uint32_t *absmax);
 
 #endif

@@ -645,6 +645,7 @@ static bp_status parse_parm(reader *r, model *m)
     BPI_TRY(bp_net_create(&m->net, m->ctx, m->n_in, m->n_layers, m->specs, m->head,
                           m->max_batch));
     r_tensors(r, m->net, m->net->params);
+    bpi_net_params_written(m->net);
     return BP_OK;
 }
 
@@ -706,6 +707,7 @@ static bp_status parse_optm(reader *r, model *m)
     m->opt->steps = steps;
     for (size_t k = 0; k < n_slots; k++)
         r_tensors(r, m->net, m->opt->state + k * m->net->block_floats);
+    bpi_optim_state_written(m->opt);
     return BP_OK;
 }
 

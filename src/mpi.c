@@ -348,8 +348,10 @@ bp_status bp_mpi_prepare(bp_net *net, bp_optim *opt)
     int64_t v[5] = {(int64_t)net->n_in, (int64_t)net->n_layers, (int64_t)net->block_floats,
                     opt ? (int64_t)opt->n_slots : -1, opt ? (int64_t)opt->cfg.type : -1};
     BPI_TRY(agree(d, s, v, 5, "the net's architecture or the optimizer", fn));
+    bpi_net_params_written(net);
     BPI_TRY(bcast(net->params, net->block_floats, MPI_FLOAT, sizeof(float), d->comm, fn));
     if (opt) {
+        bpi_optim_state_written(opt);
         BPI_TRY(bcast(opt->state, opt->n_slots * net->block_floats, MPI_FLOAT, sizeof(float),
                       d->comm, fn));
         BPI_TRY(bcast(&opt->steps, 1, MPI_UINT64_T, sizeof(uint64_t), d->comm, fn));
@@ -482,6 +484,7 @@ static bp_status shard_run(bpi_dist *d, int j, const float *X, const int32_t *la
         net->grads_ready = layer_ready;
         net->grads_ready_user = d;
         status = bpi_net_backward(net, labels, targets, &loss, fn);
+        net->grad_bound_valid = 0; /* the reduction rewrites the gradients */
         net->grads_ready = NULL;
         net->grads_ready_user = NULL;
         d->loss_send[j] = (double)loss * (double)rows;

@@ -157,6 +157,7 @@ bp_status bp_net_create(bp_net **out, bp_ctx *ctx, size_t n_in, size_t n_layers,
     if (!alloc_floats(&net->params, sz.params) || !alloc_floats(&net->grads, sz.params) ||
         !alloc_floats(&net->acts, sz.acts) ||
         !(net->row_loss = bpi_alloc_array(max_batch, sizeof(double))) ||
+        !(net->dW_absmax = bpi_alloc_array(n_layers, sizeof(uint32_t))) ||
         !(net->batch_labels = bpi_alloc_array(max_batch, sizeof(int32_t)))) {
         bp_net_destroy(net);
         return bpi_fail(BP_ENOMEM, "%s: cannot allocate %zu parameter and %zu activation floats",
@@ -180,6 +181,7 @@ void bp_net_destroy(bp_net *net)
     bpi_free(net->grads);
     bpi_free(net->acts);
     bpi_free(net->row_loss);
+    bpi_free(net->dW_absmax);
     bpi_free(net->batch_labels);
     bpi_sched_destroy(net->sched);
     bpi_free(net->layers);
@@ -237,6 +239,7 @@ bp_status bp_net_init(bp_net *net, bp_init init, uint64_t seed)
                                       : sd * bpi_rng_normal(&rng));
         memset(L->b, 0, L->n_out * sizeof(float));
     }
+    bpi_net_params_written(net);
     return BP_OK;
 }
 
@@ -292,6 +295,7 @@ bp_status bp_net_set_param(bp_net *net, size_t layer, bp_tensor which, const flo
     size_t off = 0;
     BPI_TRY(locate(net, layer, which, src, count, "bp_net_set_param", &off));
     memcpy(net->params + off, src, count * sizeof(float));
+    bpi_net_params_written(net);
     return BP_OK;
 }
 
@@ -310,6 +314,7 @@ bp_status bp_net_set_grad(bp_net *net, size_t layer, bp_tensor which, const floa
     size_t off = 0;
     BPI_TRY(locate(net, layer, which, src, count, "bp_net_set_grad", &off));
     memcpy(net->grads + off, src, count * sizeof(float));
+    net->grad_bound_valid = 0;
     return BP_OK;
 }
 

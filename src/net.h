@@ -3,6 +3,8 @@
 #ifndef BP_NET_H
 #define BP_NET_H
 
+#include <stdint.h>
+
 #include "backprop.h"
 #include "ctx.h"
 
@@ -51,7 +53,21 @@ struct bp_net {
     struct bpi_sched *sched;         /* the backward plan, NULL: sequential */
     bpi_grads_ready_fn grads_ready;  /* NULL: nobody listens */
     void *grads_ready_user;
+    /* What the optimizer may know without reading the blocks (optim.c):
+     * dW_absmax[i], bits of max |dW_i| (bpi_abs_bits), written by the
+     * weight-gradient GEMM of the last backward and valid while
+     * grad_bound_valid (cleared by anything else writing gradients);
+     * params_gen changes whenever the parameters are written. */
+    uint32_t *dW_absmax;     /* (n_layers) */
+    int grad_bound_valid;
+    uint64_t params_gen;
 };
+
+/* Every write of the parameter block calls this. */
+static inline void bpi_net_params_written(bp_net *net)
+{
+    net->params_gen++;
+}
 
 /* Validate (layer, which) and return the tensor's float offset and size. */
 bp_status bpi_net_tensor(const bp_net *net, size_t layer, bp_tensor which,

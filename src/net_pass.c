@@ -1,5 +1,6 @@
 /* The forward and backward passes of the whole net. */
 #include <math.h>
+#include <string.h>
 
 #include "activation.h"
 #include "dense.h"
@@ -144,10 +145,14 @@ bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targ
     double mean = mean_row_loss(net);
     if (!isfinite(mean))
         return numeric_failure(net, labels, targets, fn);
+    /* The weight-gradient GEMMs raise these (net.h). */
+    net->grad_bound_valid = 0;
+    memset(net->dW_absmax, 0, net->n_layers * sizeof *net->dW_absmax);
     /* The plan, unless someone listens for each layer's gradients (MPI's
      * all-reduce may only be started from this thread, between layers). */
     if (!net->grads_ready && bpi_sched_usable(net->sched, net) &&
         bpi_sched_backward(net, net->sched)) {
+        net->grad_bound_valid = 1;
         if (loss)
             *loss = (float)mean;
         return BP_OK;
@@ -158,10 +163,11 @@ bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targ
         float *dX = i > 0 ? net->layers[i - 1].dA : net->want_input_grad ? net->dX : NULL;
         bpi_act_backward(L->act, L->alpha, L->Z, L->A, L->dA, L->dZ, B * L->n_out, nt);
         bpi_dense_backward(&net->ctx->gemm, L->dZ, X, L->W, L->dW, L->db, dX, B, L->n_in,
-                           L->n_out);
+                           L->n_out, &net->dW_absmax[i]);
         if (net->grads_ready)
             net->grads_ready(net->grads_ready_user, i);
     }
+    net->grad_bound_valid = 1;
     if (loss)
         *loss = (float)mean;
     return BP_OK;

@@ -36,7 +36,23 @@ struct bp_optim {
     bpi_update_chunk *work; /* every tensor cut into chunks, layer by layer */
     size_t n_work;
     update_args step_args; /* the layer-by-layer step in progress */
+    /* Bounds the write pass leaves behind, to prove the next step finite
+     * without reading the blocks (see bp_optim_step): per work chunk, then
+     * per layer, the bits (bpi_abs_bits) of max |p|, |s0|, |s1| of the
+     * weights. Valid while bounds_valid and net->params_gen == bounds_gen. */
+    uint32_t *chunk_max;   /* (n_work, 3) */
+    uint32_t *weight_max;  /* (n_layers, 3) */
+    unsigned char *layer_proven; /* (n_layers) this step's proofs */
+    int bounds_valid;
+    uint64_t bounds_gen;
+    uint64_t proven;       /* weight tensors whose check pass was skipped, for tests */
 };
+
+/* Every write of the optimizer state other than a step calls this. */
+static inline void bpi_optim_state_written(bp_optim *opt)
+{
+    opt->bounds_valid = 0;
+}
 
 /* Learning rate at step t under cfg's schedule. */
 double bpi_schedule_lr(const bp_optim_config *cfg, uint64_t t);

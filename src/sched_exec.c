@@ -238,7 +238,8 @@ static void run_dw(bp_net *net, const bpi_gemm_env *env, const bpi_team *team, i
 {
     bpi_layer *L = &net->layers[layer];
     const float *X = layer > 0 ? net->layers[layer - 1].A : net->x_last;
-    bpi_dense_weight_grad_team(env, team, L->dZ, X, L->dW, L->db, net->batch, L->n_in, L->n_out);
+    bpi_dense_weight_grad_team(env, team, L->dZ, X, L->dW, L->db, net->batch, L->n_in, L->n_out,
+                               &net->dW_absmax[layer]);
 }
 
 static void run_task(bp_net *net, bpi_sched *s, const bpi_team *team, int g, const bpi_task *t)

@@ -20,6 +20,7 @@
 #include "cpu.h"
 #include "ctx.h"
 #include "gemm.h"
+#include "team.h"
 #include "testutil.h"
 #include "ukr.h"
 
@@ -621,6 +622,96 @@ START_TEST(test_threads_bitwise)
 }
 END_TEST
 
+/* ------------------------------------------------------------ abs-max */
+
+/* Largest |C| over the M x N result, as bits (the engine's encoding). */
+static uint32_t naive_absmax(const problem *p)
+{
+    uint32_t m = 0;
+    for (size_t i = 0; i < p->s.M; i++)
+        for (size_t j = 0; j < p->s.N; j++) {
+            uint32_t b = bpi_abs_bits(*c_elem(p, p->c.x, i, j));
+            m = b > m ? b : m;
+        }
+    return m;
+}
+
+/* bpi_sgemm_absmax writes C bit for bit as bpi_sgemm does and raises
+ * *absmax to exactly max |C| (never lowers it), on every path: several K
+ * blocks (only the last is scanned), edge tiles, narrow strips, strip
+ * groups, 1-3 threads, alpha = 0 and K = 0 (C = beta C), and results with
+ * NaN and infinity, which sort above every finite value. Also as a team
+ * of an enclosing parallel region. */
+START_TEST(test_absmax)
+{
+    tu_rng rng;
+    tu_seed(&rng, 12);
+    bpi_gemm_blocking typical = typical_blocking(), small = {12, 48, 64};
+    const struct { spec s; int small; enum fill ab; } cases[] = {
+        {{0, 0, 1, 64, 300, 250, 0, 1.0f, 0.0f}, 1, FILL_REAL},   /* K blocks, edges */
+        {{0, 1, 0, 300, 1000, 64, 1, 1.0f, 0.0f}, 0, FILL_REAL},  /* weight gradient */
+        {{0, 1, 0, 37, 19, 5, 3, -2.0f, 0.5f}, 0, FILL_INT},      /* narrow, edge tiles */
+        {{0, 0, 0, 9, 70, 33, 0, 1.0f, 1.0f}, 1, FILL_NAN},       /* NaN results */
+        {{0, 0, 0, 13, 29, 11, 1, 0.0f, -0.5f}, 0, FILL_INT},     /* alpha = 0 */
+        {{0, 0, 0, 13, 29, 0, 1, 1.0f, 0.0f}, 0, FILL_INT},       /* K = 0, beta = 0 */
+        {{0, 0, 0, 13, 29, 0, 1, 1.0f, 1.0f}, 0, FILL_INT},       /* K = 0, beta = 1 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const spec *s = &cases[i].s;
+        char buf[200];
+        describe(s, buf, sizeof buf);
+        problem p = problem_new(s, &rng, cases[i].ab, FILL_INT);
+        size_t bytes = p.c.lines * p.c.ld * sizeof(float);
+        float *plain = malloc(bytes);
+        ck_assert_ptr_nonnull(plain);
+        for (int th = 0; th < TU_N_THREAD_COUNTS; th++) {
+            bpi_gemm_env env = env_new(cases[i].small ? small : typical, tu_thread_counts[th]);
+            memcpy(p.c.x, p.c_before, bytes);
+            run_engine(&env, &p);
+            memcpy(plain, p.c.x, bytes);
+            uint32_t want = naive_absmax(&p);
+            memcpy(p.c.x, p.c_before, bytes);
+            uint32_t got = 0;
+            bpi_sgemm_absmax(&env, s->trans_a, s->trans_b, s->M, s->N, s->K, s->alpha, p.a.x,
+                             p.a.ld, p.b.x, p.b.ld, s->beta, p.c.x, p.c.ld, &got);
+            ck_assert_msg(memcmp(plain, p.c.x, bytes) == 0, "%s: C differs from bpi_sgemm",
+                          buf);
+            ck_assert_msg(got == want, "%s, %d threads: absmax %#x, want %#x", buf,
+                          tu_thread_counts[th], got, want);
+            if (cases[i].ab == FILL_NAN && s->alpha != 0.0f && s->K > 0)
+                ck_assert_uint_ge(got, BPI_ABS_BITS_INF);
+            /* only raised: a larger start value stays */
+            memcpy(p.c.x, p.c_before, bytes);
+            uint32_t high = 0x7f800001u;
+            bpi_sgemm_absmax(&env, s->trans_a, s->trans_b, s->M, s->N, s->K, s->alpha, p.a.x,
+                             p.a.ld, p.b.x, p.b.ld, s->beta, p.c.x, p.c.ld, &high);
+            ck_assert_uint_eq(high, want > 0x7f800001u ? want : 0x7f800001u);
+#if BP_HAVE_OPENMP
+            /* as a team of tu_thread_counts[th] threads sharing *absmax */
+            memcpy(p.c.x, p.c_before, bytes);
+            uint32_t team_max = 0;
+            bpi_barrier barrier;
+#pragma omp parallel num_threads(tu_thread_counts[th])
+            {
+#pragma omp single
+                bpi_barrier_init(&barrier, (unsigned)omp_get_num_threads());
+                bpi_team team = {omp_get_thread_num(), omp_get_num_threads(), &barrier};
+                bpi_sgemm_team_absmax(&env, &team, s->trans_a, s->trans_b, s->M, s->N, s->K,
+                                      s->alpha, p.a.x, p.a.ld, p.b.x, p.b.ld, s->beta, p.c.x,
+                                      p.c.ld, &team_max);
+            }
+            ck_assert_msg(team_max == want, "%s, team of %d: absmax %#x, want %#x", buf,
+                          tu_thread_counts[th], team_max, want);
+            ck_assert_msg(memcmp(plain, p.c.x, bytes) == 0, "%s: team's C differs", buf);
+#endif
+            env_free(&env);
+        }
+        free(plain);
+        problem_free(&p);
+    }
+}
+END_TEST
+
 /* Called from inside a parallel region, each caller runs on its own thread
  * and gets the serial result. */
 START_TEST(test_inside_parallel)
@@ -857,6 +948,7 @@ static Suite *gemm_suite(void)
     tcase_add_test(engine, test_typical_blocking_edges);
     tcase_add_test(engine, test_nan_and_zero);
     tcase_add_test(engine, test_empty);
+    tcase_add_test(engine, test_absmax);
     /* BP_TEST_QUICK: under an emulator (qemu's TCG runs AVX2 ~50x slower)
      * the large and multi-threaded cases would take minutes; the same
      * kernel runs them natively (BP_ISA, and the loop in main). */
