@@ -18,6 +18,7 @@
 #include "net.h"
 #include "optim.h"
 #include "testutil.h"
+#include "tu_suite.h"
 
 #define N_IN 12
 #define BATCH 9
@@ -156,6 +157,27 @@ static uint64_t proven_in_step(fx *f, bp_status want)
     return f->opt->proven - before;
 }
 
+/* `steps` good steps (the proof then in force), then a backward whose
+ * gradients the test may tamper with. */
+static void warm_up(fx *f, int steps)
+{
+    for (int s = 0; s < steps; s++) {
+        forward_backward(f);
+        ck_assert_int_eq(bp_optim_step(f->opt), BP_OK);
+    }
+    forward_backward(f);
+}
+
+/* The next step is refused, unproven, and writes no parameter. */
+static void expect_refused(fx *f)
+{
+    static float before[MAX_PARAMS], after[MAX_PARAMS];
+    size_t n = all_params(f->net, before);
+    ck_assert_uint_eq(proven_in_step(f, BP_ENUMERIC), 0);
+    ck_assert_uint_eq(all_params(f->net, after), n);
+    ck_assert_msg(memcmp(before, after, n * sizeof(float)) == 0, "a refused step wrote");
+}
+
 /* SGD with lr 3 and weight decay 1 maps p to -2 p - 3 g: a parameter near
  * 2e38 then overflows. Written behind the optimizer's back after a proven
  * step, it must withdraw the proof (whose stale maxima would pass), so the
@@ -168,19 +190,12 @@ START_TEST(test_set_param_withdraws)
     c.weight_decay = 1.0f;
     fx f;
     fx_open(&f, &c, 2, 8);
-    for (int s = 0; s < 3; s++) {
-        forward_backward(&f);
-        ck_assert_int_eq(bp_optim_step(f.opt), BP_OK);
-    }
-    forward_backward(&f);
-    static float w[8 * 16], before[MAX_PARAMS], after[MAX_PARAMS];
+    warm_up(&f, 3);
+    static float w[8 * 16];
     ck_assert_int_eq(bp_net_get_param(f.net, 1, BP_WEIGHT, w, 8 * 16), BP_OK);
     w[5] = 2e38f;
     ck_assert_int_eq(bp_net_set_param(f.net, 1, BP_WEIGHT, w, 8 * 16), BP_OK);
-    size_t n = all_params(f.net, before);
-    ck_assert_uint_eq(proven_in_step(&f, BP_ENUMERIC), 0);
-    ck_assert_uint_eq(all_params(f.net, after), n);
-    ck_assert_msg(memcmp(before, after, n * sizeof(float)) == 0, "a refused step wrote");
+    expect_refused(&f);
     /* a sane value back: unproven (the maxima are stale), then proven */
     w[5] = 0.5f;
     ck_assert_int_eq(bp_net_set_param(f.net, 1, BP_WEIGHT, w, 8 * 16), BP_OK);
@@ -205,19 +220,12 @@ START_TEST(test_set_state_withdraws)
     c.momentum = 0.9f;
     fx f;
     fx_open(&f, &c, 1, 9);
-    for (int s = 0; s < 3; s++) {
-        forward_backward(&f);
-        ck_assert_int_eq(bp_optim_step(f.opt), BP_OK);
-    }
-    forward_backward(&f);
-    static float v[16 * N_IN], before[MAX_PARAMS], after[MAX_PARAMS];
+    warm_up(&f, 3);
+    static float v[16 * N_IN];
     ck_assert_int_eq(bp_optim_get_state(f.opt, 0, BP_WEIGHT, 0, v, 16 * N_IN), BP_OK);
     v[17] = 3e38f;
     ck_assert_int_eq(bp_optim_set_state(f.opt, 0, BP_WEIGHT, 0, v, 16 * N_IN), BP_OK);
-    size_t n = all_params(f.net, before);
-    ck_assert_uint_eq(proven_in_step(&f, BP_ENUMERIC), 0);
-    ck_assert_uint_eq(all_params(f.net, after), n);
-    ck_assert_msg(memcmp(before, after, n * sizeof(float)) == 0, "a refused step wrote");
+    expect_refused(&f);
     static float v2[16 * N_IN];
     ck_assert_int_eq(bp_optim_get_state(f.opt, 0, BP_WEIGHT, 0, v2, 16 * N_IN), BP_OK);
     ck_assert_msg(memcmp(v, v2, sizeof v) == 0, "a refused step wrote the state");
@@ -232,19 +240,12 @@ START_TEST(test_set_grad_withdraws)
     bp_optim_config c = config(3); /* no clipping: its norm would see the NaN first */
     fx f;
     fx_open(&f, &c, 2, 10);
-    for (int s = 0; s < 3; s++) {
-        forward_backward(&f);
-        ck_assert_int_eq(bp_optim_step(f.opt), BP_OK);
-    }
-    forward_backward(&f);
-    static float g[5 * 8], before[MAX_PARAMS], after[MAX_PARAMS];
+    warm_up(&f, 3);
+    static float g[5 * 8];
     ck_assert_int_eq(bp_net_get_grad(f.net, 2, BP_WEIGHT, g, 5 * 8), BP_OK);
     g[3] = NAN;
     ck_assert_int_eq(bp_net_set_grad(f.net, 2, BP_WEIGHT, g, 5 * 8), BP_OK);
-    size_t n = all_params(f.net, before);
-    ck_assert_uint_eq(proven_in_step(&f, BP_ENUMERIC), 0);
-    ck_assert_uint_eq(all_params(f.net, after), n);
-    ck_assert_msg(memcmp(before, after, n * sizeof(float)) == 0, "a refused step wrote");
+    expect_refused(&f);
     /* A new backward gives a new bound; the maxima of the last written
      * step still hold, since the refused one wrote nothing. */
     forward_backward(&f);
@@ -348,9 +349,5 @@ static Suite *bounds_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(bounds_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(bounds_suite());
 }

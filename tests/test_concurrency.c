@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "tu_suite.h"
 
 #define N 512
 #define F 32
@@ -150,9 +151,5 @@ int main(void)
     tcase_add_test(tc, test_two_nets_at_once);
     tcase_add_test(tc, test_last_error_per_thread);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

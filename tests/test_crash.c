@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "tu_suite.h"
 
 #define KILLS 100
 
@@ -149,9 +150,5 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_sigkill_during_save);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

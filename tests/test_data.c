@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "tu_suite.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -1166,10 +1167,7 @@ int main(void)
         perror("test_data: mkdtemp");
         return 1;
     }
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = tu_run_suite(suite());
     remove_dir(g_dir);
-    return failed == 0 ? 0 : 1;
+    return status;
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "tu_suite.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -1355,9 +1356,5 @@ static Suite *errors_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(errors_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(errors_suite());
 }

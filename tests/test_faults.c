@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "testutil.h"
+#include "tu_suite.h"
 
 static char g_dir[64];
 static bp_ctx *g_ctx;
@@ -559,9 +560,5 @@ int main(void)
     tcase_add_test(tc, test_training_allocates_nothing);
     tcase_add_test(tc, test_hook_is_per_thread);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

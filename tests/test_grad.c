@@ -17,6 +17,7 @@
 #include <backprop.h>
 #include <check.h>
 #include "testutil.h"
+#include "tu_suite.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -886,9 +887,5 @@ static Suite *grad_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(grad_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(grad_suite());
 }

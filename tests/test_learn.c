@@ -8,6 +8,7 @@
 #include <backprop.h>
 
 #include "testutil.h"
+#include "tu_suite.h"
 
 #define OK(expr) ck_assert_msg((expr) == BP_OK, "%s: %s", #expr, bp_last_error())
 
@@ -195,9 +196,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(suite());
 }

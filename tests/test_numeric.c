@@ -30,6 +30,7 @@
 #endif
 
 #include "testutil.h"
+#include "tu_suite.h"
 
 #define N_IN 6
 #define MAXB 8
@@ -452,9 +453,5 @@ int main(void)
     tcase_add_test(tc, test_denormal_predict);
     tcase_add_test(tc, test_fp_mode_restored);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "tu_suite.h"
 
 #define TU_PI 3.14159265358979323846
 #define RTOL 1e-5
@@ -1162,9 +1163,5 @@ static Suite *optim_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(optim_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(optim_suite());
 }

@@ -11,6 +11,7 @@
 #include "net.h"
 #include "sched.h"
 #include "testutil.h"
+#include "tu_suite.h"
 #include "topo_desc.h"
 
 #if BP_HAVE_HWLOC
@@ -352,9 +353,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(suite());
 }
