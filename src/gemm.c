@@ -35,8 +35,8 @@
 #include "alloc.h"
 #include "bp_config.h"
 #include "fpmode.h"
-#include "parallel.h"
 #include "gemm.h"
+#include "parallel.h"
 #include "team.h"
 #include "ukr.h"
 

@@ -28,9 +28,10 @@
 /* Element-wise hot loops (the optimizer updates and checks) are compiled
  * for the baseline ISA and, on x86-64 with gcc, also for AVX2 and AVX-512,
  * the dynamic loader picking the best the CPU has (an ifunc), as the GEMM
- * kernels' dispatch does. The loops have no reductions across elements and
- * no FMA contraction (-ffp-contract=off), so every version gives the same
- * bits. Put it on a function that holds no OpenMP region. */
+ * kernels' dispatch does. The loops have no floating-point reductions
+ * across elements (integer maxima, which are exact in any order, are fine)
+ * and no FMA contraction (-ffp-contract=off), so every version gives the
+ * same bits. Put it on a function that holds no OpenMP region. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define BPI_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
