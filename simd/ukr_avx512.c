@@ -20,6 +20,7 @@
  * fma(alpha, acc, beta * c) (alpha * acc when beta == 0, C not read). */
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ukr.h"
 
@@ -35,7 +36,7 @@
  * same FMAs in the same order as in the full tile. */
 static inline __attribute__((always_inline)) void
 ukr_cols(size_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-         size_t ldc, float alpha, float beta, const int nv)
+         size_t ldc, float alpha, float beta, const int nv, uint32_t *restrict lanes)
 {
     __m512 acc[MR][NV];
 #pragma GCC unroll 16
@@ -69,36 +70,58 @@ ukr_cols(size_t kc, const float *restrict a, const float *restrict b, float *res
         for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++)
-                _mm512_storeu_ps(c + i * ldc + v * VL, _mm512_mul_ps(va, acc[i][v]));
+                acc[i][v] = _mm512_mul_ps(va, acc[i][v]);
     } else {
         __m512 vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++) {
-                float *ci = c + i * ldc + v * VL;
-                __m512 bc = _mm512_mul_ps(vb, _mm512_loadu_ps(ci));
-                _mm512_storeu_ps(ci, _mm512_fmadd_ps(va, acc[i][v], bc));
+                __m512 bc = _mm512_mul_ps(vb, _mm512_loadu_ps(c + i * ldc + v * VL));
+                acc[i][v] = _mm512_fmadd_ps(va, acc[i][v], bc);
             }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            _mm512_storeu_ps(c + i * ldc + v * VL, acc[i][v]);
+    if (lanes) { /* ukr.h's fn_absmax: the written values' magnitudes, lane by lane */
+        __m512i sign_off = _mm512_set1_epi32(0x7fffffff);
+        __m512i m = _mm512_loadu_si512(lanes);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                m = _mm512_max_epu32(
+                    m, _mm512_and_si512(_mm512_castps_si512(acc[i][v]), sign_off));
+        _mm512_storeu_si512(lanes, m);
     }
 }
 
 static void ukr_avx512(size_t kc, const float *restrict a, const float *restrict b,
                        float *restrict c, size_t ldc, float alpha, float beta)
 {
-    ukr_cols(kc, a, b, c, ldc, alpha, beta, NV);
+    ukr_cols(kc, a, b, c, ldc, alpha, beta, NV, NULL);
+}
+
+static void ukr_avx512_absmax(size_t kc, const float *restrict a, const float *restrict b,
+                              float *restrict c, size_t ldc, float alpha, float beta,
+                              uint32_t *restrict lanes)
+{
+    ukr_cols(kc, a, b, c, ldc, alpha, beta, NV, lanes);
 }
 
 static void ukr_avx512_16(size_t kc, const float *restrict a, const float *restrict b,
                           float *restrict c, size_t ldc, float alpha, float beta)
 {
-    ukr_cols(kc, a, b, c, ldc, alpha, beta, 1);
+    ukr_cols(kc, a, b, c, ldc, alpha, beta, 1, NULL);
 }
 
 static void ukr_avx512_32(size_t kc, const float *restrict a, const float *restrict b,
                           float *restrict c, size_t ldc, float alpha, float beta)
 {
-    ukr_cols(kc, a, b, c, ldc, alpha, beta, 2);
+    ukr_cols(kc, a, b, c, ldc, alpha, beta, 2, NULL);
 }
 
 /* ------------------------------------------------------------ packing */
@@ -243,6 +266,7 @@ const bpi_ukr bpi_ukr_avx512_8x48 = {
     .mr = MR,
     .nr = NR,
     .fn = ukr_avx512,
+    .fn_absmax = ukr_avx512_absmax,
     .narrow_w = VL,
     .narrow = {ukr_avx512_16, ukr_avx512_32},
     .pack_a_rows = pack_a_rows,

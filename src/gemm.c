@@ -351,6 +351,10 @@ static uint32_t macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc
             size_t w = size_min(nr, n - j);
             const float *b = panel + j * kc;
             float *tile = c + i0 * ldc + j;
+            if (h == mr && w == nr && scan && ukr->fn_absmax) {
+                ukr->fn_absmax(kc, a, b, tile, ldc, job->alpha, beta, lanes);
+                continue;
+            }
             if (h == mr && w == nr)
                 ukr->fn(kc, a, b, tile, ldc, job->alpha, beta);
             else

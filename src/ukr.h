@@ -30,6 +30,7 @@
 #define BP_UKR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bp_config.h"
 
@@ -42,6 +43,14 @@
 typedef void (*bpi_ukr_fn)(size_t kc, const float *restrict a,
                            const float *restrict b, float *restrict c,
                            size_t ldc, float alpha, float beta);
+
+/* fn that also raises lanes[l] (16 of them) to the largest |x| (as float
+ * bits with the sign cleared, compared as unsigned) among the tile's
+ * written values x in columns j with j % 16 == l: gemm.c's abs-max of C
+ * without reading the tile back. */
+typedef void (*bpi_ukr_absmax_fn)(size_t kc, const float *restrict a,
+                                  const float *restrict b, float *restrict c, size_t ldc,
+                                  float alpha, float beta, uint32_t *restrict lanes);
 
 /* Packing of one full micro-panel of R = MR (A) or NR (B) lines, kc deep
  * (the layouts above): dst[p*R + r] = X(p, r) for p < kc, r < R, where
@@ -60,6 +69,7 @@ typedef struct bpi_ukr {
     const char *isa;    /* "scalar", "avx2", "avx512", "neon" (BP_ISA's names) */
     size_t mr, nr;      /* register block: rows and columns of the C tile */
     bpi_ukr_fn fn;
+    bpi_ukr_absmax_fn fn_absmax;  /* optional (NULL: gemm.c reads the tile back) */
     /* Optional narrow variants, for the last strip of an N that is not a
      * multiple of NR: narrow[i] computes only columns [0, (i + 1) narrow_w)
      * of the tile, from the same packed panels (B's rows still NR wide),

@@ -712,6 +712,39 @@ START_TEST(test_absmax)
 }
 END_TEST
 
+/* Wherever the largest |C| sits in a tile, it is found: op(A) row r (or
+ * op(B) column c) scaled by 64 puts the maximum in row r (column c) of C,
+ * for every row of an MR block and every column of an NR strip and its
+ * 16-wide lanes, in full tiles and edge tiles alike. A scan that skipped a
+ * row or a lane of the tile would miss it here. */
+START_TEST(test_absmax_positions)
+{
+    tu_rng rng;
+    tu_seed(&rng, 13);
+    size_t mr = cur_ukr->mr, nr = cur_ukr->nr;
+    bpi_gemm_env env = env_new(typical_blocking(), 1);
+    spec s = {0, 1, 0, 2 * mr + 3, 2 * nr + 5, 7, 0, 1.0f, 0.0f}; /* TN, as dW */
+    for (int by_col = 0; by_col < 2; by_col++) {
+        size_t n = by_col ? s.N : s.M;
+        for (size_t at = 0; at < n; at++) {
+            problem p = problem_new(&s, &rng, FILL_INT, FILL_INT);
+            for (size_t k = 0; k < s.K; k++) { /* A is (K, M), B is (K, N) */
+                float *x = by_col ? &p.b.x[k * p.b.ld + at] : &p.a.x[k * p.a.ld + at];
+                *x = *x == 0.0f ? 64.0f : 64.0f * *x;
+            }
+            uint32_t got = 0;
+            bpi_sgemm_absmax(&env, s.trans_a, s.trans_b, s.M, s.N, s.K, s.alpha, p.a.x, p.a.ld,
+                             p.b.x, p.b.ld, s.beta, p.c.x, p.c.ld, &got);
+            uint32_t want = naive_absmax(&p);
+            ck_assert_msg(got == want, "maximum in %s %zu: absmax %#x, want %#x",
+                          by_col ? "column" : "row", at, got, want);
+            problem_free(&p);
+        }
+    }
+    env_free(&env);
+}
+END_TEST
+
 /* Called from inside a parallel region, each caller runs on its own thread
  * and gets the serial result. */
 START_TEST(test_inside_parallel)
@@ -949,6 +982,7 @@ static Suite *gemm_suite(void)
     tcase_add_test(engine, test_nan_and_zero);
     tcase_add_test(engine, test_empty);
     tcase_add_test(engine, test_absmax);
+    tcase_add_test(engine, test_absmax_positions);
     /* BP_TEST_QUICK: under an emulator (qemu's TCG runs AVX2 ~50x slower)
      * the large and multi-threaded cases would take minutes; the same
      * kernel runs them natively (BP_ISA, and the loop in main). */
