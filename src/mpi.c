@@ -484,11 +484,13 @@ static bp_status shard_run(bpi_dist *d, int j, const float *X, const int32_t *la
         net->grads_ready = layer_ready;
         net->grads_ready_user = d;
         status = bpi_net_backward(net, labels, targets, &loss, fn);
-        net->grad_bound_valid = 0; /* the reduction rewrites the gradients */
         net->grads_ready = NULL;
         net->grads_ready_user = NULL;
         d->loss_send[j] = (double)loss * (double)rows;
     }
+    /* Whatever ran here, the reduction (and the zeros below) rewrite the
+     * gradients: the backward's max |dW| no longer bounds them. */
+    net->grad_bound_valid = 0;
     if (d->pending > 0) {
         /* Nothing (more) to contribute from this shard: zeros. */
         size_t end = layer_end(net, d->pending - 1);
