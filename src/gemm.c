@@ -351,16 +351,17 @@ static uint32_t macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc
             size_t w = size_min(nr, n - j);
             const float *b = panel + j * kc;
             float *tile = c + i0 * ldc + j;
-            if (h == mr && w == nr && scan && ukr->fn_absmax) {
+            int full = h == mr && w == nr;
+            if (full && scan && ukr->fn_absmax) {
                 ukr->fn_absmax(kc, a, b, tile, ldc, job->alpha, beta, lanes);
-                continue;
+            } else {
+                if (full)
+                    ukr->fn(kc, a, b, tile, ldc, job->alpha, beta);
+                else
+                    tile_kernel(ukr, kc, a, b, tile, ldc, h, w, job->alpha, beta);
+                if (scan)
+                    tile_absmax(tile, ldc, h, w, lanes);
             }
-            if (h == mr && w == nr)
-                ukr->fn(kc, a, b, tile, ldc, job->alpha, beta);
-            else
-                tile_kernel(ukr, kc, a, b, tile, ldc, h, w, job->alpha, beta);
-            if (scan)
-                tile_absmax(tile, ldc, h, w, lanes);
         }
     }
     return lanes_max(lanes);
@@ -529,6 +530,8 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
  * to max |C|. */
 static void scale_c(size_t M, size_t N, float beta, float *C, size_t ldc, uint32_t *absmax)
 {
+    if (beta == 1.0f && !absmax)
+        return;
     uint32_t lanes[ABSMAX_LANES] = {0};
     for (size_t i = 0; i < M; i++) {
         float *row = C + i * ldc;
@@ -539,8 +542,6 @@ static void scale_c(size_t M, size_t N, float beta, float *C, size_t ldc, uint32
                 row[j] = beta * row[j];
         if (absmax)
             tile_absmax(row, ldc, 1, N, lanes);
-        else if (beta == 1.0f)
-            break;
     }
     if (absmax)
         atomic_max(absmax, lanes_max(lanes));

@@ -523,8 +523,6 @@ void bpi_optim_layerwise_begin(bp_optim *opt)
     opt->step_args = step_args(opt, 0.0);
 }
 
-/* Entries [lo, hi) of one tensor written, their old values saved; 1 if any
- * new value is not finite. */
 /* Entries [lo, hi) of one tensor: the old values copied to the snapshot
  * (snap + k block for state slot k - 1), then update_range's write pass,
  * whose maxima tell whether it wrote a NaN or infinity (their bits sort

@@ -82,33 +82,35 @@ static size_t all_params(const bp_net *net, float *dst)
 
 #define MAX_PARAMS 1024
 
+/* type's defaults with lr, weight decay and (SGD) momentum set. */
+static bp_optim_config config_with(bp_optim_type type, float lr, float weight_decay,
+                                   float momentum)
+{
+    bp_optim_config c;
+    bp_optim_config_default(&c, type);
+    c.lr = lr;
+    c.weight_decay = weight_decay;
+    c.momentum = momentum;
+    return c;
+}
+
 static bp_optim_config config(int kind)
 {
     bp_optim_config c;
     switch (kind) {
     case 0: /* plain SGD with L2 */
-        bp_optim_config_default(&c, BP_OPTIM_SGD);
-        c.lr = 0.1f;
-        c.weight_decay = 0.01f;
-        break;
+        return config_with(BP_OPTIM_SGD, 0.1f, 0.01f, 0.0f);
     case 1: /* Nesterov momentum */
-        bp_optim_config_default(&c, BP_OPTIM_SGD);
-        c.lr = 0.05f;
-        c.momentum = 0.9f;
+        c = config_with(BP_OPTIM_SGD, 0.05f, 0.0f, 0.9f);
         c.nesterov = 1;
-        break;
+        return c;
     case 2: /* Adam with L2 and clipping */
-        bp_optim_config_default(&c, BP_OPTIM_ADAM);
-        c.lr = 0.01f;
-        c.weight_decay = 0.001f;
+        c = config_with(BP_OPTIM_ADAM, 0.01f, 0.001f, 0.0f);
         c.clip_norm = 0.5f;
-        break;
-    default: /* AdamW */
-        bp_optim_config_default(&c, BP_OPTIM_ADAMW);
-        c.lr = 0.01f;
-        break;
+        return c;
+    default: /* AdamW with its default decay */
+        return config_with(BP_OPTIM_ADAMW, 0.01f, 0.01f, 0.0f);
     }
-    return c;
 }
 
 /* Two identical nets trained alike, except that one has its gradients
@@ -184,10 +186,7 @@ static void expect_refused(fx *f)
  * check pass sees it and the step is refused with nothing written. */
 START_TEST(test_set_param_withdraws)
 {
-    bp_optim_config c;
-    bp_optim_config_default(&c, BP_OPTIM_SGD);
-    c.lr = 3.0f;
-    c.weight_decay = 1.0f;
+    bp_optim_config c = config_with(BP_OPTIM_SGD, 3.0f, 1.0f, 0.0f);
     fx f;
     fx_open(&f, &c, 2, 8);
     warm_up(&f, 3);
@@ -214,10 +213,7 @@ END_TEST
  * does not. */
 START_TEST(test_set_state_withdraws)
 {
-    bp_optim_config c;
-    bp_optim_config_default(&c, BP_OPTIM_SGD);
-    c.lr = 3.0f;
-    c.momentum = 0.9f;
+    bp_optim_config c = config_with(BP_OPTIM_SGD, 3.0f, 0.0f, 0.9f);
     fx f;
     fx_open(&f, &c, 1, 9);
     warm_up(&f, 3);
@@ -289,10 +285,8 @@ END_TEST
 START_TEST(test_growth_to_overflow)
 {
     for (int adamw = 0; adamw < 2; adamw++) {
-        bp_optim_config c;
-        bp_optim_config_default(&c, adamw ? BP_OPTIM_ADAMW : BP_OPTIM_SGD);
-        c.lr = 1.0f;
-        c.weight_decay = 101.0f;
+        bp_optim_config c =
+            config_with(adamw ? BP_OPTIM_ADAMW : BP_OPTIM_SGD, 1.0f, 101.0f, 0.0f);
         fx f;
         fx_open(&f, &c, 2, 12);
         memset(f.X, 0, sizeof f.X);
