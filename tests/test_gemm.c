@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "bp_config.h"
 #include "cpu.h"
@@ -316,10 +318,31 @@ START_TEST(test_kernel)
 }
 END_TEST
 
+/* n floats ending exactly where an inaccessible page begins, so that a
+ * read past the end faults (masked loads must not touch what they mask
+ * out). guarded_free() takes the pointer returned and n. */
+static float *guarded_floats(size_t n, void **base, size_t *bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t data = (n * sizeof(float) + page - 1) / page * page;
+    *bytes = data + page;
+    ck_assert(posix_memalign(base, page, *bytes) == 0);
+    ck_assert(mprotect((char *)*base + data, page, PROT_NONE) == 0);
+    return (float *)(void *)((char *)*base + data) - n;
+}
+
+static void guarded_free(void *base, size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    ck_assert(mprotect((char *)base + bytes - page, page, PROT_READ | PROT_WRITE) == 0);
+    free(base);
+}
+
 /* The kernel's own packing routines (ukr.h; NULL ones are the engine's,
  * tested through every GEMM below): each against the definition, for
  * depths kc around the vector widths (tails) and leading dimensions that do
- * and do not share cache sets. The padding around dst must stay untouched. */
+ * and do not share cache sets. The padding around dst must stay untouched,
+ * and nothing beyond the source may be read (it ends at a guard page). */
 START_TEST(test_pack)
 {
     const bpi_ukr *u = cur_ukr;
@@ -340,10 +363,14 @@ START_TEST(test_pack)
                 /* cols: R lines of kc along p; rows: kc lines of R */
                 size_t ld = (packs[k].cols ? kc : R) + pads[pi];
                 size_t lines = packs[k].cols ? R : kc;
-                float *x = malloc(sizeof(float) * lines * ld);
+                /* the last line holds only what is read: R or kc floats */
+                size_t n_x = (lines - 1) * ld + (packs[k].cols ? kc : R);
+                void *x_base;
+                size_t x_bytes;
+                float *x = guarded_floats(n_x, &x_base, &x_bytes);
                 float *dst = malloc(sizeof(float) * (kc * R + 2 * guard));
-                ck_assert(x && dst);
-                for (size_t i = 0; i < lines * ld; i++)
+                ck_assert(dst);
+                for (size_t i = 0; i < n_x; i++)
                     x[i] = (float)i;
                 for (size_t i = 0; i < kc * R + 2 * guard; i++)
                     dst[i] = -1.0f;
@@ -357,7 +384,7 @@ START_TEST(test_pack)
                     }
                 for (size_t i = 0; i < guard; i++)
                     ck_assert(dst[i] == -1.0f && dst[guard + kc * R + i] == -1.0f);
-                free(x);
+                guarded_free(x_base, x_bytes);
                 free(dst);
             }
     }
