@@ -116,10 +116,10 @@ static void ukr_avx2_8(size_t kc, const float *restrict a, const float *restrict
 /* Rows ahead that the copies below prefetch. The source rows of a B strip
  * are ldb apart, often a multiple of 4 KiB (a layer 1024 or 4096 wide), so
  * the hardware prefetchers, which stay within a page, leave every row a
- * miss; and such rows fall into one L1 set, so the prefetch goes to L2,
- * where they spread over 16 sets or more. Measured (64x1024x1024 and
- * 32x4096x4096 NN, Zen 1): 8, 16 and 32 rows all gain 5-12 %; 16 keeps
- * few enough lines in flight for one set of an 8-way L2 at ld = 16 KiB. */
+ * miss, and such rows all fall into one 8-way L1 set: the prefetch asks
+ * for L2, where a 16 KiB stride still spreads them over 4 sets. Measured
+ * (64x1024x1024 and 32x4096x4096 NN, Zen 1, 1 thread): 8, 16 and 32 rows
+ * ahead all gain 5-12 %; 16 is the middle. */
 #define PREFETCH_ROWS 16
 
 /* Copies (ukr.h's "rows"): dst[p*R + r] = x[p*ld + r]. */

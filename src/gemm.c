@@ -106,10 +106,20 @@ void bpi_gemm_blocking_init(bpi_gemm_blocking *blk, const bpi_ukr *ukr,
      * / 111 (a shared, loaded VM: +-5 %). */
     blk->kc = clamp_multiple(2 * l1d / (f * (ukr->mr + ukr->nr)), KC_MIN, KC_MAX,
                              KC_MULTIPLE);
-    /* MC: the packed A block (MC x KC) is reused for every B micro-panel of
-     * the NC columns, so it lives in half of L2:  MC KC 4 <= L2 / 2.
-     * 2 MiB, KC 432:  MC = 1048576 / 1728 = 606 -> 600. */
-    blk->mc = clamp_multiple(l2 / 2 / (f * blk->kc), MC_MIN, MC_MAX, ukr->mr);
+    /* MC: the packed A block (MC x KC) is read once per B strip, and B is
+     * packed once per MC rows, so a taller block packs B less often: the
+     * block fills L2,  MC KC 4 <= L2. What must stay cached is the strip
+     * (KC NR, reused by every A micro-panel) and the micro-panel in use; the
+     * rest of A may stream from L3, MR KC floats per MR NR KC FMAs. Half of
+     * L2, the classic rule, left Zen 1 (512 KiB L2, KC 736) with MC 84,
+     * packing B twice for a batch of 128 and three times for 256. Measured
+     * there (1 thread, medians of 7 alternating runs on a noisy VM), MC 174
+     * against 84: 128x4096x4096 NN +7 %, NT +14 %, 256x1024x1024 NN and NT
+     * +3 %, 2048^3 NN +4 %; a training step of 1024-1024-1024-1024-10 at
+     * batch 256 +14 % (11 runs).
+     *   512 KiB, KC 736: 524288 / 2944 = 178 -> 174;
+     *   2 MiB, KC 432: 1213 -> 1024 (MC_MAX; not yet measured on AVX-512). */
+    blk->mc = clamp_multiple(l2 / (f * blk->kc), MC_MIN, MC_MAX, ukr->mr);
     /* NC: the A block is packed once per NC columns, and the C block
      * (MC x NC) is read and written once per K block. The rule of BLIS's
      * shared B panel (KC x NC in half of L3, KC NC 4 <= L3 / 2) still bounds
