@@ -112,7 +112,7 @@ void bpi_gemm_blocking_init(bpi_gemm_blocking *blk, const bpi_ukr *ukr,
      * (KC NR, reused by every A micro-panel) and the micro-panel in use; the
      * rest of A may stream from L3, MR KC floats per MR NR KC FMAs. Half of
      * L2, the classic rule, left Zen 1 (512 KiB L2, KC 736) with MC 84,
-     * packing B twice for a batch of 128 and three times for 256. Measured
+     * packing B twice for a batch of 128 and four times for 256. Measured
      * there (1 thread, medians of 7 alternating runs on a noisy VM), MC 174
      * against 84: 128x4096x4096 NN +7 %, NT +14 %, 256x1024x1024 NN and NT
      * +3 %, 2048^3 NN +4 %; a training step of 1024-1024-1024-1024-10 at
