@@ -320,7 +320,7 @@ END_TEST
 
 /* n floats ending exactly where an inaccessible page begins, so that a
  * read past the end faults (masked loads must not touch what they mask
- * out). guarded_free() takes the pointer returned and n. */
+ * out). *base and *bytes describe the allocation, for guarded_free(). */
 static float *guarded_floats(size_t n, void **base, size_t *bytes)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
