@@ -21,4 +21,8 @@ bp_status bpi_dataset_alloc(bp_dataset **ds, size_t n, size_t n_features, size_t
 bp_status bpi_dataset_alloc_unlabelled(bp_dataset **ds, size_t n, size_t n_features,
                                        const char *fn);
 
+/* IDX files the reader inflated whole with libdeflate (src/idx.c), for the
+ * tests that check which path a file took; never moves without libdeflate. */
+unsigned long bpi_idx_fast_loads(void);
+
 #endif

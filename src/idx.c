@@ -6,15 +6,27 @@
  * anything is allocated from it: a plain file's size is known, and a gzip
  * file of c bytes cannot inflate to more than 1032 c (deflate's limit). The
  * data buffer of a gzip file then grows only as decompressed bytes arrive,
- * so a lying header costs at most one bounded chunk. */
+ * so a lying header costs at most one bounded chunk.
+ *
+ * zlib's inflate is the slow part of loading: 0.4 s of Fashion-MNIST's
+ * 26 MB training images, against 0.13 s for libdeflate (Zen 1, page cache).
+ * So when libdeflate is built in, a gzip file whose header and gzip trailer
+ * agree on the size, and whose size is plausible (at most FAST_MAX_RATIO
+ * times the compressed bytes), is inflated whole by libdeflate. Anything
+ * else, and any file libdeflate does not take entirely (corrupt data, more
+ * than one member, trailing bytes), goes through zlib's streaming path,
+ * whose messages say what is wrong and where. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "alloc.h"
+#include "bp_config.h"
 #include "dataset.h"
 #include "error.h"
 
@@ -28,6 +40,14 @@
 #define GZ_FIRST_CHUNK ((size_t)1 << 20)
 /* inflate counts in uInt: feed it at most this much output per call. */
 #define GZ_MAX_OUT ((size_t)1 << 30)
+/* The fast path allocates the declared size up front: only for sizes a
+ * real IDX file reaches (Fashion-MNIST 1.8, MNIST 5), so that a lying but
+ * self-consistent file costs at most this many times its own size. */
+#define FAST_MAX_RATIO 64u
+
+#if BP_HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
 
 typedef struct idx_file {
     const char *path;
@@ -42,6 +62,7 @@ typedef struct idx_file {
     size_t pos;           /* offset in the (decompressed) IDX byte stream */
     size_t n, n_features, data_bytes;
     unsigned char *data;  /* data_bytes, filled by read_data() */
+    unsigned char *whole; /* the fast path's buffer: header, then data */
     unsigned char in[GZ_IN_CHUNK];
 } idx_file;
 
@@ -105,7 +126,10 @@ static void file_close(idx_file *s)
         inflateEnd(&s->z);
     if (s->f)
         fclose(s->f);
+    if (s->whole)
+        s->data = NULL; /* it points into whole */
     bpi_free(s->data);
+    bpi_free(s->whole);
 }
 
 /* Refill zlib's input. *eof is set when the file has no more bytes. */
@@ -283,9 +307,91 @@ static bp_status grow(idx_file *s, size_t have, size_t *cap)
     return BP_OK;
 }
 
+/* ------------------------------------------------- the libdeflate path */
+
+static atomic_ulong fast_loads;
+
+unsigned long bpi_idx_fast_loads(void)
+{
+    return atomic_load(&fast_loads);
+}
+
+#if BP_HAVE_LIBDEFLATE
+/* All n bytes at offset 0 of the file, without moving its stdio position;
+ * 0 if they could not all be read (the streaming path then says why). */
+static int read_whole(const idx_file *s, unsigned char *dst, size_t n)
+{
+    size_t have = 0;
+    while (have < n) {
+        ssize_t k = pread(fileno(s->f), dst + have, n - have, (off_t)have);
+        if (k <= 0)
+            return 0;
+        have += (size_t)k;
+    }
+    return 1;
+}
+
+/* The gzip trailer's ISIZE: the uncompressed size mod 2^32, little-endian. */
+static uint32_t le32(const unsigned char *b)
+{
+    return (uint32_t)b[3] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[1] << 8 | b[0];
+}
+
+/* The whole file through libdeflate. *done = 1 when s->data holds the data;
+ * 0 (with BP_OK) sends the caller down the streaming path, which has only
+ * read the header so far. Only our own allocations fail the load. */
+static bp_status fast_read(idx_file *s, int *done)
+{
+    *done = 0;
+    size_t header = s->pos, total, in_bytes = (size_t)s->file_bytes;
+    if (s->z_members > 0 || s->file_bytes < 18 || s->file_bytes > SIZE_MAX ||
+        !bpi_add(header, s->data_bytes, &total) ||
+        total / FAST_MAX_RATIO > s->file_bytes)
+        return BP_OK;
+    unsigned char *in = bpi_alloc(in_bytes);
+    if (!in)
+        return bpi_fail(BP_ENOMEM, FN ": %s: cannot allocate %zu bytes", s->path, in_bytes);
+    if (!read_whole(s, in, in_bytes) || le32(in + in_bytes - 4) != (uint32_t)total) {
+        bpi_free(in);
+        return BP_OK;
+    }
+    s->whole = bpi_alloc(total);
+    if (!s->whole) {
+        bpi_free(in);
+        return bpi_fail(BP_ENOMEM, FN ": %s: cannot allocate %zu bytes", s->path, total);
+    }
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    size_t used = 0, got = 0;
+    int ok = d && libdeflate_gzip_decompress_ex(d, in, in_bytes, s->whole, total, &used,
+                                                &got) == LIBDEFLATE_SUCCESS &&
+             used == in_bytes && got == total;
+    if (d)
+        libdeflate_free_decompressor(d);
+    bpi_free(in);
+    if (!ok) {
+        bpi_free(s->whole);
+        s->whole = NULL;
+        return BP_OK;
+    }
+    s->data = s->whole + header;
+    s->pos = total;
+    atomic_fetch_add(&fast_loads, 1);
+    *done = 1;
+    return BP_OK;
+}
+#endif
+
 /* Exactly data_bytes bytes, then the end of the stream. */
 static bp_status read_data(idx_file *s)
 {
+#if BP_HAVE_LIBDEFLATE
+    if (s->gz) {
+        int done = 0;
+        BPI_TRY(fast_read(s, &done));
+        if (done)
+            return BP_OK;
+    }
+#endif
     size_t cap = s->data_bytes, have = 0, got;
     if (s->gz && cap > GZ_FIRST_CHUNK)
         cap = GZ_FIRST_CHUNK;

@@ -243,12 +243,20 @@ static void report(const run *r, uint64_t e, const epoch_result *x)
     fflush(r->metrics);
 }
 
-static int finish(run *r)
+/* The final test figures. `last` is the epoch just run, or NULL: when it
+ * evaluated the test set itself (no validation split), its figures are
+ * those of these very weights, and a second pass would only repeat them. */
+static int finish(run *r, const epoch_result *last)
 {
     float loss, acc;
-    bp_status s = bp_evaluate(r->net, r->test, r->a->batch, &loss, &acc);
-    if (s != BP_OK)
-        return cli_fail("evaluating", s);
+    if (last && !r->val) {
+        loss = last->eval_loss;
+        acc = last->eval_acc;
+    } else {
+        bp_status s = bp_evaluate(r->net, r->test, r->a->batch, &loss, &acc);
+        if (s != BP_OK)
+            return cli_fail("evaluating", s);
+    }
     if (cli_dist_rank() != 0)
         return 0;
     cli_dist_report(r->ctx);
@@ -267,8 +275,9 @@ static int train_loop(run *r)
     const cli_args *a = r->a;
     bar b = {isatty(STDERR_FILENO) && a->progress != 0 && cli_dist_rank() == 0, 0, a->epochs,
              a->batch * (a->mpi_shards ? a->mpi_shards : (size_t)cli_dist_size()), 0, 0, 0};
+    epoch_result x;
+    memset(&x, 0, sizeof x);
     for (uint64_t e = r->first_epoch; e < a->epochs; e++) {
-        epoch_result x;
         if (one_epoch(r, e, &b, &x))
             return 1;
         if (interrupted) {
@@ -287,7 +296,7 @@ static int train_loop(run *r)
         if (save(r, e + 1))
             return 1;
     }
-    return finish(r);
+    return finish(r, r->first_epoch < a->epochs ? &x : NULL);
 }
 
 int cli_train(const cli_args *a)
