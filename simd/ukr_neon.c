@@ -16,6 +16,7 @@
  * fma(alpha, acc, beta * c) (alpha * acc when beta == 0, C not read). */
 #include <arm_neon.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ukr.h"
 
@@ -33,8 +34,12 @@
             acc[i][v] = vfmaq_laneq_f32(acc[i][v], bv[v], a_q, l);  \
     } while (0)
 
-static void ukr_neon(size_t kc, const float *restrict a, const float *restrict b,
-                     float *restrict c, size_t ldc, float alpha, float beta)
+/* The tile, and with lanes (fn_absmax of ukr.h) the abs-max of what it
+ * wrote: vector v holds columns 4v..4v+3, so lanes 4v..4v+3, raised from
+ * the registers instead of reading the tile back. */
+static inline __attribute__((always_inline)) void
+ukr_tile(size_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+         size_t ldc, float alpha, float beta, uint32_t *restrict lanes)
 {
     float32x4_t acc[MR][NV];
 #pragma GCC unroll 16
@@ -68,18 +73,46 @@ static void ukr_neon(size_t kc, const float *restrict a, const float *restrict b
         for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
-                vst1q_f32(c + i * ldc + v * VL, vmulq_f32(va, acc[i][v]));
+                acc[i][v] = vmulq_f32(va, acc[i][v]);
     } else {
         float32x4_t vb = vdupq_n_f32(beta);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) {
-                float *ci = c + i * ldc + v * VL;
-                float32x4_t bc = vmulq_f32(vb, vld1q_f32(ci));
-                vst1q_f32(ci, vfmaq_f32(bc, va, acc[i][v]));
+                float32x4_t bc = vmulq_f32(vb, vld1q_f32(c + i * ldc + v * VL));
+                acc[i][v] = vfmaq_f32(bc, va, acc[i][v]);
             }
     }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            vst1q_f32(c + i * ldc + v * VL, acc[i][v]);
+    if (lanes) {
+        uint32x4_t sign_off = vdupq_n_u32(0x7fffffffu);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            uint32x4_t m = vld1q_u32(lanes + v * VL);
+#pragma GCC unroll 16
+            for (int i = 0; i < MR; i++)
+                m = vmaxq_u32(m, vandq_u32(vreinterpretq_u32_f32(acc[i][v]), sign_off));
+            vst1q_u32(lanes + v * VL, m);
+        }
+    }
+}
+
+static void ukr_neon(size_t kc, const float *restrict a, const float *restrict b,
+                     float *restrict c, size_t ldc, float alpha, float beta)
+{
+    ukr_tile(kc, a, b, c, ldc, alpha, beta, NULL);
+}
+
+static void ukr_neon_absmax(size_t kc, const float *restrict a, const float *restrict b,
+                            float *restrict c, size_t ldc, float alpha, float beta,
+                            uint32_t *restrict lanes)
+{
+    ukr_tile(kc, a, b, c, ldc, alpha, beta, lanes);
 }
 
 const bpi_ukr bpi_ukr_neon_8x12 = {
@@ -88,4 +121,5 @@ const bpi_ukr bpi_ukr_neon_8x12 = {
     .mr = MR,
     .nr = NR,
     .fn = ukr_neon,
+    .fn_absmax = ukr_neon_absmax,
 };
