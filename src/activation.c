@@ -38,59 +38,106 @@ static inline float dact_one(bp_activation act, float alpha, float z, float a)
     return 1.0f;
 }
 
-/* One loop per activation, so that each is a plain loop the compiler
- * vectorises (ReLU, leaky ReLU and identity entirely; the others around
- * their libm calls). The expressions are act_one's and dact_one's. */
+/* One loop nest per activation, so that each inner loop is a plain loop
+ * the compiler vectorises (ReLU, leaky ReLU and identity entirely; the
+ * others around their libm calls), with the choice of activation made once
+ * per block rather than per row. The expressions are act_one's and
+ * dact_one's, element by element: a result does not depend on how the
+ * elements are cut into blocks, so the GEMM write-back (gemm.h's epilogue)
+ * may run them block by block and give the bits of one pass over all. */
 #define ACT_LOOP(body)                                  \
     do {                                                \
-        BPI_OMP_FOR(n_threads, n)                       \
-        for (size_t i = 0; i < n; i++) {                \
-            body;                                       \
+        for (size_t r = 0; r < h; r++) {                \
+            const float *Zr = Z + r * ldz;              \
+            float *Ar = A + r * lda;                    \
+            (void)Zr, (void)Ar;                         \
+            for (size_t i = 0; i < w; i++) {            \
+                body;                                   \
+            }                                           \
         }                                               \
     } while (0)
 
-void bpi_act_forward(bp_activation act, float alpha, const float *Z, float *A, size_t n,
-                     int n_threads)
+void bpi_act_forward_block(bp_activation act, float alpha, const float *Z, size_t ldz,
+                           float *A, size_t lda, size_t h, size_t w)
 {
     switch (act) {
     case BP_ACT_IDENTITY:
         if (A != Z)
-            ACT_LOOP(A[i] = Z[i]);
+            ACT_LOOP(Ar[i] = Zr[i]);
         return;
     case BP_ACT_RELU:
-        ACT_LOOP(float z = Z[i]; A[i] = z > 0.0f ? z : 0.0f);
+        ACT_LOOP(float z = Zr[i]; Ar[i] = z > 0.0f ? z : 0.0f);
         return;
     case BP_ACT_LEAKY_RELU:
-        ACT_LOOP(float z = Z[i]; A[i] = z > 0.0f ? z : alpha * z);
+        ACT_LOOP(float z = Zr[i]; Ar[i] = z > 0.0f ? z : alpha * z);
         return;
     default:
-        ACT_LOOP(A[i] = act_one(act, alpha, Z[i]));
+        ACT_LOOP(Ar[i] = act_one(act, alpha, Zr[i]));
         return;
     }
 }
 
-void bpi_act_backward(bp_activation act, float alpha, const float *restrict Z,
-                      const float *restrict A, const float *restrict dA, float *restrict dZ,
-                      size_t n, int n_threads)
+/* The backward's rows: Z, A and dZ share the stride ld, dA has its own. */
+#define DACT_LOOP(body)                                                 \
+    do {                                                                \
+        for (size_t r = 0; r < h; r++) {                                \
+            const float *restrict Zr = Z + r * ld, *restrict Ar = A + r * ld; \
+            const float *restrict dAr = dA + r * ldda;                  \
+            float *restrict dZr = dZ + r * ld;                          \
+            (void)Zr, (void)Ar;                                         \
+            for (size_t i = 0; i < w; i++) {                            \
+                body;                                                   \
+            }                                                           \
+        }                                                               \
+    } while (0)
+
+void bpi_act_backward_block(bp_activation act, float alpha, const float *Z, const float *A,
+                            size_t ld, const float *dA, size_t ldda, float *dZ, size_t h,
+                            size_t w)
 {
     switch (act) {
     case BP_ACT_IDENTITY:
-        ACT_LOOP(dZ[i] = dA[i] * 1.0f);
+        DACT_LOOP(dZr[i] = dAr[i] * 1.0f);
         return;
     case BP_ACT_RELU:
-        ACT_LOOP(dZ[i] = dA[i] * (Z[i] > 0.0f ? 1.0f : 0.0f));
+        DACT_LOOP(dZr[i] = dAr[i] * (Zr[i] > 0.0f ? 1.0f : 0.0f));
         return;
     case BP_ACT_LEAKY_RELU:
-        ACT_LOOP(dZ[i] = dA[i] * (Z[i] > 0.0f ? 1.0f : alpha));
+        DACT_LOOP(dZr[i] = dAr[i] * (Zr[i] > 0.0f ? 1.0f : alpha));
         return;
     case BP_ACT_SIGMOID:
-        ACT_LOOP(float a = A[i]; dZ[i] = dA[i] * (a * (1.0f - a)));
+        DACT_LOOP(float a = Ar[i]; dZr[i] = dAr[i] * (a * (1.0f - a)));
         return;
     case BP_ACT_TANH:
-        ACT_LOOP(float a = A[i]; dZ[i] = dA[i] * (1.0f - a * a));
+        DACT_LOOP(float a = Ar[i]; dZr[i] = dAr[i] * (1.0f - a * a));
         return;
     default:
-        ACT_LOOP(dZ[i] = dA[i] * dact_one(act, alpha, Z[i], A[i]));
+        DACT_LOOP(dZr[i] = dAr[i] * dact_one(act, alpha, Zr[i], Ar[i]));
         return;
+    }
+}
+
+/* The whole arrays on n_threads threads: one block row per fixed chunk. */
+#define ACT_CHUNK 4096
+
+void bpi_act_forward(bp_activation act, float alpha, const float *Z, float *A, size_t n,
+                     int n_threads)
+{
+    size_t chunks = (n + ACT_CHUNK - 1) / ACT_CHUNK;
+    BPI_OMP_FOR(n_threads, n)
+    for (size_t c = 0; c < chunks; c++) {
+        size_t lo = c * ACT_CHUNK, len = n - lo < ACT_CHUNK ? n - lo : ACT_CHUNK;
+        bpi_act_forward_block(act, alpha, Z + lo, len, A + lo, len, 1, len);
+    }
+}
+
+void bpi_act_backward(bp_activation act, float alpha, const float *Z, const float *A,
+                      const float *dA, float *dZ, size_t n, int n_threads)
+{
+    size_t chunks = (n + ACT_CHUNK - 1) / ACT_CHUNK;
+    BPI_OMP_FOR(n_threads, n)
+    for (size_t c = 0; c < chunks; c++) {
+        size_t lo = c * ACT_CHUNK, len = n - lo < ACT_CHUNK ? n - lo : ACT_CHUNK;
+        bpi_act_backward_block(act, alpha, Z + lo, A + lo, len, dA + lo, len, dZ + lo, 1, len);
     }
 }

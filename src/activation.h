@@ -23,4 +23,15 @@ void bpi_act_forward(bp_activation act, float alpha, const float *Z, float *A, s
 void bpi_act_backward(bp_activation act, float alpha, const float *Z, const float *A,
                       const float *dA, float *dZ, size_t n, int n_threads);
 
+/* The same on the calling thread alone (no parallel region), on an h x w
+ * block of rows with their own strides: the GEMM write-back runs these on
+ * each block of C it finishes. Same bits as the functions above for any
+ * cut of the elements into blocks. Backward: Z, A and dZ rows are ld
+ * apart, dA rows ldda. */
+void bpi_act_forward_block(bp_activation act, float alpha, const float *Z, size_t ldz,
+                           float *A, size_t lda, size_t h, size_t w);
+void bpi_act_backward_block(bp_activation act, float alpha, const float *Z, const float *A,
+                            size_t ld, const float *dA, size_t ldda, float *dZ, size_t h,
+                            size_t w);
+
 #endif

@@ -75,6 +75,33 @@ static inline uint32_t bpi_abs_bits(float x)
     return b & 0x7fffffffu;
 }
 
+/* Work fused into the write-back of C, done by the thread that computes a
+ * block of C while the block is in its cache, in place of passes over the
+ * whole of C before or after the product (the dense layer's bias and
+ * activations, dense.c):
+ *   seed  NULL, or (N): before the first K block, each row of the block is
+ *         set to seed[j0 .. j0 + w); C's old contents and beta are then not
+ *         used: C = seed + alpha op(A) op(B), the bits of copying seed into
+ *         every row of C and calling with beta = 1.
+ *   post  NULL, or called once for each block of C when it is final: rows
+ *         [i0, i0 + h) and columns [j0, j0 + w), c pointing at C[i0][j0].
+ *         Blocks do not overlap and cover C; which thread runs a block and
+ *         how C is cut into blocks depend on the blocking and the thread
+ *         count, so post must give the same bits for any cut (element by
+ *         element work does). It may not write C. */
+typedef struct bpi_gemm_epilogue {
+    const float *seed;
+    void (*post)(const void *ctx, const float *c, size_t ldc, size_t i0, size_t j0, size_t h,
+                 size_t w);
+    const void *ctx;
+} bpi_gemm_epilogue;
+
+/* bpi_sgemm_absmax (absmax may be NULL) with an epilogue (epi may be NULL). */
+void bpi_sgemm_epi(const bpi_gemm_env *env, int transA, int transB, size_t M, size_t N,
+                   size_t K, float alpha, const float *A, size_t lda, const float *B,
+                   size_t ldb, float beta, float *C, size_t ldc, uint32_t *absmax,
+                   const bpi_gemm_epilogue *epi);
+
 /* The same product computed by every member of a team of threads of an
  * enclosing parallel region (team.h), with the team's own barriers: all
  * team->size members call it with the same arguments. env's workspace must
@@ -90,5 +117,10 @@ void bpi_sgemm_team_absmax(const bpi_gemm_env *env, const struct bpi_team *team,
                            int transB, size_t M, size_t N, size_t K, float alpha,
                            const float *A, size_t lda, const float *B, size_t ldb, float beta,
                            float *C, size_t ldc, uint32_t *absmax);
+/* ... with an epilogue, as bpi_sgemm_epi. */
+void bpi_sgemm_team_epi(const bpi_gemm_env *env, const struct bpi_team *team, int transA,
+                        int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
+                        size_t lda, const float *B, size_t ldb, float beta, float *C,
+                        size_t ldc, uint32_t *absmax, const bpi_gemm_epilogue *epi);
 
 #endif

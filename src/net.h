@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "backprop.h"
+#include "dense.h"
 #include "ctx.h"
 
 /* Widths and depths above these are refused (by bp_net_create and the model
@@ -26,6 +27,14 @@ typedef struct bpi_layer {
     float *dA;           /* (max_batch, n_out) dL/dA: the input gradient of the next layer */
     float *dZ;           /* (max_batch, n_out) dL/dZ */
 } bpi_layer;
+
+/* Layer L's activation backward (dZ from dA), to run in the write-back of
+ * the input-gradient GEMM of the layer above (dense.h). */
+static inline bpi_act_fused bpi_act_fused_backward(const bpi_layer *L)
+{
+    bpi_act_fused f = {L->act, L->alpha, L->Z, L->A, L->dZ, L->n_out};
+    return f;
+}
 
 /* Called by the backward pass as soon as layer `layer`'s dW and db are final
  * (layers come last to first), e.g. to start their all-reduce while the

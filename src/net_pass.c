@@ -80,12 +80,11 @@ static bp_status numeric_failure(const bp_net *net, const int32_t *labels, const
 
 void bpi_net_forward(bp_net *net, const float *X, size_t B)
 {
-    int nt = net->ctx->n_threads;
     const float *in = X;
     for (size_t i = 0; i < net->n_layers; i++) {
         bpi_layer *L = &net->layers[i];
-        bpi_dense_forward(&net->ctx->gemm, in, L->W, L->b, L->Z, B, L->n_in, L->n_out);
-        bpi_act_forward(L->act, L->alpha, L->Z, L->A, B * L->n_out, nt);
+        bpi_act_fused act = {L->act, L->alpha, L->Z, L->A, NULL, L->n_out};
+        bpi_dense_forward(&net->ctx->gemm, in, L->W, L->b, L->Z, B, L->n_in, L->n_out, &act);
         in = L->A;
     }
     net->batch = B;
@@ -157,13 +156,19 @@ bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targ
             *loss = (float)mean;
         return BP_OK;
     }
+    /* The last layer's dZ from the head's dA; every other layer's comes
+     * with the input gradient of the layer above, in its write-back. */
+    bpi_act_backward(last->act, last->alpha, last->Z, last->A, last->dA, last->dZ,
+                     B * last->n_out, nt);
     for (size_t i = net->n_layers; i-- > 0;) {
         bpi_layer *L = &net->layers[i];
         const float *X = i > 0 ? net->layers[i - 1].A : net->x_last;
         float *dX = i > 0 ? net->layers[i - 1].dA : net->want_input_grad ? net->dX : NULL;
-        bpi_act_backward(L->act, L->alpha, L->Z, L->A, L->dA, L->dZ, B * L->n_out, nt);
+        bpi_act_fused below;
+        if (i > 0)
+            below = bpi_act_fused_backward(&net->layers[i - 1]);
         bpi_dense_backward(&net->ctx->gemm, L->dZ, X, L->W, L->dW, L->db, dX, B, L->n_in,
-                           L->n_out, &net->dW_absmax[i]);
+                           L->n_out, &net->dW_absmax[i], i > 0 ? &below : NULL);
         if (net->grads_ready)
             net->grads_ready(net->grads_ready_user, i);
     }

@@ -217,6 +217,14 @@ int bpi_sched_usable(const bpi_sched *s, const bp_net *net)
 
 /* ------------------------------------------------------------ the tasks */
 
+/* Only the last layer's: every other layer's dZ comes out of the input
+ * gradient of the layer above (run_dx), so its ACT task has nothing left
+ * to do (act_fused). */
+static int act_fused(const bp_net *net, int layer)
+{
+    return (size_t)layer + 1 < net->n_layers;
+}
+
 static void run_act(bp_net *net, const bpi_team *team, int layer)
 {
     bpi_layer *L = &net->layers[layer];
@@ -231,7 +239,11 @@ static void run_dx(bp_net *net, const bpi_gemm_env *env, const bpi_team *team, i
     if (layer == 0 && !net->want_input_grad)
         return; /* not planned then (bp_net_set_input_grad plans again) */
     float *dX = layer > 0 ? net->layers[layer - 1].dA : net->dX;
-    bpi_dense_input_grad_team(env, team, L->dZ, L->W, dX, net->batch, L->n_in, L->n_out);
+    bpi_act_fused below;
+    if (layer > 0)
+        below = bpi_act_fused_backward(&net->layers[layer - 1]);
+    bpi_dense_input_grad_team(env, team, L->dZ, L->W, dX, net->batch, L->n_in, L->n_out,
+                              layer > 0 ? &below : NULL);
 }
 
 static void run_dw(bp_net *net, const bpi_gemm_env *env, const bpi_team *team, int layer)
@@ -266,6 +278,13 @@ static void run_thread(bp_net *net, bpi_sched *s, int tid)
         const bpi_task *t = &p->tasks[p->order[k]];
         for (int d = 0; d < t->n_deps; d++)
             bpi_wait_flag(&s->done[t->deps[d]]);
+        /* A fused ACT is done when its one dependency, the DX above that
+         * wrote its dZ, is: no work, no barrier. */
+        if (t->kind == BPI_T_ACT && act_fused(net, t->layer)) {
+            if (team.rank == 0)
+                atomic_store_explicit(&s->done[p->order[k]], 1, memory_order_release);
+            continue;
+        }
         run_task(net, s, &team, g, t);
         bpi_barrier_wait(team.barrier); /* the whole team is done with it */
         if (team.rank == 0)

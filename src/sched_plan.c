@@ -73,7 +73,9 @@ static double task_cost(const bpi_plan_input *in, const bpi_task *t, const bpi_g
         return 1e-6;
     size_t n_in = in->n_in[t->layer], n_out = in->n_out[t->layer], B = in->batch;
     switch (t->kind) {
-    case BPI_T_ACT: return bpi_cost_stream(16.0 * (double)(B * n_out), g);
+    case BPI_T_ACT: /* all but the last layer's run in the DX above's write-back */
+        return (size_t)t->layer + 1 < in->n_layers ? 0.0
+                                                    : bpi_cost_stream(16.0 * (double)(B * n_out), g);
     case BPI_T_DX: return bpi_cost_gemm(B, n_in, n_out, g);
     case BPI_T_DW:
         return bpi_cost_gemm(n_out, n_in, B, g) + bpi_cost_stream(4.0 * (double)(B * n_out), g);

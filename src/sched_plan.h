@@ -3,7 +3,9 @@
  * one backward pass (and optimizer update), in which order.
  *
  * Tasks of layer i (last to first):
- *   ACT_i     dZ_i = dA_i * act'(Z_i)                       (critical path)
+ *   ACT_i     dZ_i = dA_i * act'(Z_i)                       (critical path;
+ *             for all but the last layer it runs in DX_{i+1}'s write-back
+ *             (dense.h), and the task costs and does nothing)
  *   DX_i      dA_{i-1} = dZ_i W_i          (GEMM NN)         (critical path;
  *             skipped for layer 0 unless the input gradient is wanted)
  *   DW_i      dW_i = dZ_i^T A_{i-1} (GEMM TN), db_i = colsum dZ_i,

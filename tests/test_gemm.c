@@ -772,6 +772,121 @@ START_TEST(test_absmax_positions)
 }
 END_TEST
 
+/* The epilogue's post step in the tests: out = 3 C + (i N + j) element by
+ * element (so a wrong block position changes the result), and a count of
+ * the visits of every element (so a block run twice or skipped shows). */
+typedef struct epi_probe {
+    float *out;
+    int *visits;
+    size_t N;
+} epi_probe;
+
+static void probe_post(const void *ctx, const float *c, size_t ldc, size_t i0, size_t j0,
+                       size_t h, size_t w)
+{
+    const epi_probe *p = ctx;
+    for (size_t i = 0; i < h; i++)
+        for (size_t j = 0; j < w; j++) {
+            size_t at = (i0 + i) * p->N + j0 + j;
+            p->out[at] = 3.0f * c[i * ldc + j] + (float)at;
+            __atomic_fetch_add(&p->visits[at], 1, __ATOMIC_RELAXED);
+        }
+}
+
+/* bpi_sgemm_epi with a seed and a post step gives the bits of seeding C by
+ * hand, calling bpi_sgemm with beta = 1 and running the step over all of C
+ * afterwards; the step sees every element once, and only final values.
+ * C's old contents (NaN here) and beta do not matter with a seed. Several
+ * K blocks, edges, strip groups, 1-3 threads, a team, alpha = 0, K = 0. */
+START_TEST(test_epilogue)
+{
+    tu_rng rng;
+    tu_seed(&rng, 21);
+    bpi_gemm_blocking typical = typical_blocking(), small = {12, 48, 64};
+    const struct { spec s; int small; } cases[] = {
+        {{0, 0, 1, 64, 300, 250, 0, 1.0f, 0.25f}, 1},  /* forward NT: K blocks, edges */
+        {{0, 0, 0, 37, 100, 130, 2, 1.0f, 0.0f}, 1},   /* input gradient NN, padded ld */
+        {{0, 1, 0, 300, 200, 64, 0, 1.0f, 0.0f}, 0},   /* one K block: strip groups */
+        {{0, 0, 1, 5, 7, 3, 1, -2.0f, 0.5f}, 0},       /* edge tiles only */
+        {{0, 0, 1, 13, 29, 11, 1, 0.0f, 0.5f}, 0},     /* alpha = 0 */
+        {{0, 0, 1, 13, 29, 0, 1, 1.0f, 0.0f}, 0},      /* K = 0 */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const spec *s = &cases[k].s;
+        char buf[200];
+        describe(s, buf, sizeof buf);
+        problem p = problem_new(s, &rng, FILL_REAL, FILL_INT);
+        size_t bytes = p.c.lines * p.c.ld * sizeof(float), mn = s->M * s->N;
+        float *seed = malloc(s->N * sizeof *seed), *want_c = malloc(bytes);
+        float *want_out = malloc(mn * sizeof(float)), *out = malloc(mn * sizeof(float));
+        int *visits = malloc(mn * sizeof(int));
+        ck_assert(seed && want_c && want_out && out && visits);
+        tu_fill(&rng, seed, s->N, -4.0, 4.0);
+        for (int th = 0; th < TU_N_THREAD_COUNTS; th++) {
+            bpi_gemm_env env = env_new(cases[k].small ? small : typical, tu_thread_counts[th]);
+            /* by hand: seed, beta = 1, then the step over everything */
+            memcpy(p.c.x, p.c_before, bytes);
+            for (size_t i = 0; i < s->M; i++)
+                memcpy(p.c.x + i * p.c.ld, seed, s->N * sizeof *seed);
+            bpi_sgemm(&env, s->trans_a, s->trans_b, s->M, s->N, s->K, s->alpha, p.a.x, p.a.ld,
+                      p.b.x, p.b.ld, 1.0f, p.c.x, p.c.ld);
+            memcpy(want_c, p.c.x, bytes);
+            memset(visits, 0, mn * sizeof(int));
+            epi_probe probe = {want_out, visits, s->N};
+            probe_post(&probe, p.c.x, p.c.ld, 0, 0, s->M, s->N);
+            /* fused, C full of NaN */
+            for (size_t i = 0; i < p.c.lines * p.c.ld; i++)
+                p.c.x[i] = NAN;
+            for (size_t i = 0; i < s->M; i++)
+                for (size_t j = s->N; j < p.c.ld; j++)
+                    p.c.x[i * p.c.ld + j] = want_c[i * p.c.ld + j]; /* padding kept */
+            memset(visits, 0, mn * sizeof(int));
+            probe.out = out;
+            bpi_gemm_epilogue epi = {seed, probe_post, &probe};
+            bpi_sgemm_epi(&env, s->trans_a, s->trans_b, s->M, s->N, s->K, s->alpha, p.a.x,
+                          p.a.ld, p.b.x, p.b.ld, s->beta, p.c.x, p.c.ld, NULL, &epi);
+            ck_assert_msg(memcmp(want_c, p.c.x, bytes) == 0, "%s, %d threads: C differs", buf,
+                          tu_thread_counts[th]);
+            ck_assert_msg(memcmp(want_out, out, mn * sizeof(float)) == 0,
+                          "%s, %d threads: the post step's output differs", buf,
+                          tu_thread_counts[th]);
+            for (size_t i = 0; i < mn; i++)
+                ck_assert_msg(visits[i] == 1, "%s, %d threads: element %zu visited %d times",
+                              buf, tu_thread_counts[th], i, visits[i]);
+#if BP_HAVE_OPENMP
+            /* as a team of an enclosing region */
+            for (size_t i = 0; i < s->M; i++)
+                for (size_t j = 0; j < s->N; j++)
+                    p.c.x[i * p.c.ld + j] = NAN;
+            memset(visits, 0, mn * sizeof(int));
+            memset(out, 0, mn * sizeof(float));
+            bpi_barrier barrier;
+#pragma omp parallel num_threads(tu_thread_counts[th])
+            {
+#pragma omp single
+                bpi_barrier_init(&barrier, (unsigned)omp_get_num_threads());
+                bpi_team team = {omp_get_thread_num(), omp_get_num_threads(), &barrier};
+                bpi_sgemm_team_epi(&env, &team, s->trans_a, s->trans_b, s->M, s->N, s->K,
+                                   s->alpha, p.a.x, p.a.ld, p.b.x, p.b.ld, s->beta, p.c.x,
+                                   p.c.ld, NULL, &epi);
+            }
+            ck_assert_msg(memcmp(want_c, p.c.x, bytes) == 0, "%s, team of %d: C differs", buf,
+                          tu_thread_counts[th]);
+            ck_assert_msg(memcmp(want_out, out, mn * sizeof(float)) == 0,
+                          "%s, team of %d: the post step's output differs", buf,
+                          tu_thread_counts[th]);
+            for (size_t i = 0; i < mn; i++)
+                ck_assert_msg(visits[i] == 1, "%s, team of %d: element %zu visited %d times",
+                              buf, tu_thread_counts[th], i, visits[i]);
+#endif
+            env_free(&env);
+        }
+        free(seed), free(want_c), free(want_out), free(out), free(visits);
+        problem_free(&p);
+    }
+}
+END_TEST
+
 /* Called from inside a parallel region, each caller runs on its own thread
  * and gets the serial result. */
 START_TEST(test_inside_parallel)
@@ -1010,6 +1125,7 @@ static Suite *gemm_suite(void)
     tcase_add_test(engine, test_empty);
     tcase_add_test(engine, test_absmax);
     tcase_add_test(engine, test_absmax_positions);
+    tcase_add_test(engine, test_epilogue);
     /* BP_TEST_QUICK: under an emulator (qemu's TCG runs AVX2 ~50x slower)
      * the large and multi-threaded cases would take minutes; the same
      * kernel runs them natively (BP_ISA, and the loop in main). */
