@@ -5,10 +5,6 @@
 #include "parallel.h"
 #include "team.h"
 
-/* Columns per task of the bias work: each task owns whole columns and walks
- * the rows in order, so every sum has one fixed order for any thread count. */
-#define COLS_PER_TASK 64
-
 /* The activation forward on a finished block of Z (gemm.h's post step):
  * A = f(Z) row by row while the block is in cache. */
 static void act_forward_block(const void *ctx, const float *z, size_t ldz, size_t i0,
@@ -24,7 +20,7 @@ void bpi_dense_forward(const bpi_gemm_env *gemm, const float *X, const float *W,
 {
     /* Z = b + X W^T: the bias seeds each block of Z (beta = 1 on it), and
      * A = f(Z) follows each finished block, so neither is a pass of its own. */
-    bpi_gemm_epilogue epi = {b, act ? act_forward_block : NULL, act};
+    bpi_gemm_epilogue epi = {b, act ? act_forward_block : NULL, act, NULL};
     bpi_sgemm_epi(gemm, 0, 1, B, n_out, n_in, 1.0f, X, n_in, W, n_in, 1.0f, Z, n_out, NULL,
                   &epi);
 }
@@ -40,36 +36,19 @@ static void act_backward_block(const void *ctx, const float *da, size_t lda, siz
                            h, w);
 }
 
-/* db[j0, j1) = column sums of dZ, rows in order. */
-static void column_sums_task(const float *dZ, float *db, size_t B, size_t n_out, size_t t)
-{
-    size_t j0 = t * COLS_PER_TASK;
-    size_t j1 = j0 + COLS_PER_TASK < n_out ? j0 + COLS_PER_TASK : n_out;
-    for (size_t j = j0; j < j1; j++)
-        db[j] = 0.0f;
-    for (size_t r = 0; r < B; r++)
-        for (size_t j = j0; j < j1; j++)
-            db[j] += dZ[r * n_out + j];
-}
-
-static void column_sums(const float *dZ, float *db, size_t B, size_t n_out, int n_threads)
-{
-    size_t n_tasks = (n_out + COLS_PER_TASK - 1) / COLS_PER_TASK;
-    BPI_OMP_FOR(n_threads, B * n_out)
-    for (size_t t = 0; t < n_tasks; t++)
-        column_sums_task(dZ, db, B, n_out, t);
-}
-
 void bpi_dense_backward(const bpi_gemm_env *gemm, const float *dZ, const float *X,
                         const float *W, float *dW, float *db, float *dX, size_t B,
                         size_t n_in, size_t n_out, uint32_t *dW_absmax,
                         const bpi_act_fused *below)
 {
-    bpi_sgemm_absmax(gemm, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f, dW, n_in,
-                     dW_absmax);
-    column_sums(dZ, db, B, n_out, gemm->n_threads);
+    /* db = column sums of dZ, summed from dZ^T's packed blocks by the
+     * weight-gradient GEMM (its A), batch rows in order (B >= 1 and alpha
+     * 1: the product runs). */
+    bpi_gemm_epilogue sums = {NULL, NULL, NULL, db};
+    bpi_sgemm_epi(gemm, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f, dW, n_in,
+                  dW_absmax, &sums);
     if (dX) {
-        bpi_gemm_epilogue epi = {NULL, below ? act_backward_block : NULL, below};
+        bpi_gemm_epilogue epi = {NULL, below ? act_backward_block : NULL, below, NULL};
         bpi_sgemm_epi(gemm, 0, 0, B, n_in, n_out, 1.0f, dZ, n_out, W, n_in, 0.0f, dX, n_in,
                       NULL, &epi);
     }
@@ -79,7 +58,7 @@ void bpi_dense_input_grad_team(const bpi_gemm_env *gemm, const bpi_team *team, c
                                const float *W, float *dX, size_t B, size_t n_in, size_t n_out,
                                const bpi_act_fused *below)
 {
-    bpi_gemm_epilogue epi = {NULL, below ? act_backward_block : NULL, below};
+    bpi_gemm_epilogue epi = {NULL, below ? act_backward_block : NULL, below, NULL};
     bpi_sgemm_team_epi(gemm, team, 0, 0, B, n_in, n_out, 1.0f, dZ, n_out, W, n_in, 0.0f, dX,
                        n_in, NULL, &epi);
 }
@@ -88,10 +67,7 @@ void bpi_dense_weight_grad_team(const bpi_gemm_env *gemm, const bpi_team *team,
                                 const float *dZ, const float *X, float *dW, float *db,
                                 size_t B, size_t n_in, size_t n_out, uint32_t *dW_absmax)
 {
-    bpi_sgemm_team_absmax(gemm, team, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f,
-                          dW, n_in, dW_absmax);
-    size_t lo, hi;
-    bpi_team_range(team, (n_out + COLS_PER_TASK - 1) / COLS_PER_TASK, &lo, &hi);
-    for (size_t t = lo; t < hi; t++)
-        column_sums_task(dZ, db, B, n_out, t);
+    bpi_gemm_epilogue sums = {NULL, NULL, NULL, db};
+    bpi_sgemm_team_epi(gemm, team, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f, dW,
+                       n_in, dW_absmax, &sums);
 }

@@ -473,6 +473,52 @@ static void seed_rows(const float *restrict seed, float *restrict c, size_t ldc,
             c[i * ldc + j] = seed[j];
 }
 
+/* s[r] += panel[p MR + r] for p in order: MR independent sums side by side
+ * along the micro-panel's contiguous direction, with MR a constant so the
+ * loop over r is a vector operation (padding rows of an edge panel are
+ * zeros, summed and not kept). */
+#define PANEL_SUMS(MRC)                                                           \
+    static void panel_sums_##MRC(const float *restrict panel, size_t kc, float *restrict s) \
+    {                                                                             \
+        for (size_t p = 0; p < kc; p++)                                           \
+            for (size_t r = 0; r < MRC; r++)                                      \
+                s[r] += panel[p * MRC + r];                                       \
+    }
+PANEL_SUMS(4)
+PANEL_SUMS(6)
+PANEL_SUMS(8)
+
+static void panel_sums_any(const float *restrict panel, size_t kc, size_t mr, float *restrict s)
+{
+    for (size_t p = 0; p < kc; p++)
+        for (size_t r = 0; r < mr; r++)
+            s[r] += panel[p * mr + r];
+}
+
+/* a_sums[0, mc) over the K block just packed (packed_a: ceil(mc/MR)
+ * micro-panels (kc, MR)), continuing the sums of earlier K blocks: each
+ * row's floats are added one by one in K order, as a plain loop over the
+ * row would. Run by one thread per row block, once per K block. */
+static void add_a_sums(const float *packed_a, size_t mc, size_t kc, size_t mr, int first,
+                       float *a_sums)
+{
+    for (size_t i0 = 0; i0 < mc; i0 += mr) {
+        const float *panel = packed_a + i0 * kc;
+        size_t h = size_min(mr, mc - i0);
+        float s[BPI_UKR_MR_MAX] = {0};
+        for (size_t r = 0; r < h; r++)
+            s[r] = first ? 0.0f : a_sums[i0 + r];
+        switch (mr) { /* the kernels' MR: scalar 4, AVX2 6, NEON and AVX-512 8 */
+        case 4: panel_sums_4(panel, kc, s); break;
+        case 6: panel_sums_6(panel, kc, s); break;
+        case 8: panel_sums_8(panel, kc, s); break;
+        default: panel_sums_any(panel, kc, mr, s); break;
+        }
+        for (size_t r = 0; r < h; r++)
+            a_sums[i0 + r] = s[r];
+    }
+}
+
 /* Thread tid of nt: the whole loop nest, on its share of the tiles, with
  * its own packing buffers; no thread waits for another. */
 static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt);
@@ -506,6 +552,7 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
      * training step on NR-wide pieces, 0.7 % on bands). With one K block
      * it runs on each group of strips, which is wide. */
     int band_post = post && job->K > blk->kc;
+    float *a_sums = job->epi ? job->epi->a_sums : NULL;
 
     size_t mu_lo, mu_hi; /* this thread's rows, in MR blocks */
     split_range(ceil_div(job->M, mr), tm, ti, &mu_lo, &mu_hi);
@@ -534,6 +581,9 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                 float *panel = packed_a + a_used;
                 size_t group = job->K <= blk->kc ? (job->t_stride - a_used) / (kc * nr) : 1;
                 pack_a_block(job, ic, mc, pc, kc, packed_a);
+                /* The threads of a row block all pack it: the first sums. */
+                if (a_sums && jc == 0 && tj == 0)
+                    add_a_sums(packed_a, mc, kc, mr, pc == 0, a_sums + ic);
                 for (size_t jp = lo; jp < hi; jp += group) {
                     size_t jp_hi = size_min(hi, jp + group);
                     size_t j0 = jc + jp * nr;
@@ -570,10 +620,12 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
 /* Rows [lo, hi) of C (M, N) when the whole product is zero (alpha == 0 or
  * K == 0): C = beta C, or the seed; beta == 0 writes zeros without reading
  * C. Then *absmax (if not NULL) is raised to max |C| and the post step runs
- * on these rows. */
+ * on these rows. (The epilogue's a_sums are the caller's then: gemm.h.) */
 static void scale_c(size_t lo, size_t hi, size_t N, float beta, float *C, size_t ldc,
                     uint32_t *absmax, const bpi_gemm_epilogue *epi)
 {
+    if (hi <= lo)
+        return;
     const float *seed = epi ? epi->seed : NULL;
     uint32_t lanes[ABSMAX_LANES] = {0};
     for (size_t i = lo; i < hi; i++) {
@@ -590,7 +642,7 @@ static void scale_c(size_t lo, size_t hi, size_t N, float beta, float *C, size_t
     }
     if (absmax)
         atomic_max(absmax, lanes_max(lanes));
-    if (epi && epi->post && hi > lo)
+    if (epi && epi->post)
         epi->post(epi->ctx, C + lo * ldc, ldc, lo, 0, hi - lo, N);
 }
 

@@ -75,10 +75,10 @@ static inline uint32_t bpi_abs_bits(float x)
     return b & 0x7fffffffu;
 }
 
-/* Work fused into the write-back of C, done by the thread that computes a
- * block of C while the block is in its cache, in place of passes over the
- * whole of C before or after the product (the dense layer's bias and
- * activations, dense.c):
+/* Work fused into the product, done by the thread that computes a block of
+ * C while the block (or the packed A block) is in its cache, in place of
+ * passes over whole arrays before or after the product (the dense layer's
+ * bias, activations and bias gradient, dense.c):
  *   seed  NULL, or (N): before the first K block, each row of the block is
  *         set to seed[j0 .. j0 + w); C's old contents and beta are then not
  *         used: C = seed + alpha op(A) op(B), the bits of copying seed into
@@ -88,12 +88,17 @@ static inline uint32_t bpi_abs_bits(float x)
  *         Blocks do not overlap and cover C; which thread runs a block and
  *         how C is cut into blocks depend on the blocking and the thread
  *         count, so post must give the same bits for any cut (element by
- *         element work does). It may not write C. */
+ *         element work does). It may not write C.
+ *   a_sums NULL, or (M): a_sums[i] = the sum over p of op(A)(i, p), added
+ *         in order p = 0, 1, ... from 0.0f (the bits of that loop), read
+ *         from the packed A block. Only when the product runs (alpha != 0
+ *         and K > 0); otherwise the caller sums. */
 typedef struct bpi_gemm_epilogue {
     const float *seed;
     void (*post)(const void *ctx, const float *c, size_t ldc, size_t i0, size_t j0, size_t h,
                  size_t w);
     const void *ctx;
+    float *a_sums;
 } bpi_gemm_epilogue;
 
 /* bpi_sgemm_absmax (absmax may be NULL) with an epilogue (epi may be NULL). */

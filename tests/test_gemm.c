@@ -796,8 +796,11 @@ static void probe_post(const void *ctx, const float *c, size_t ldc, size_t i0, s
 /* bpi_sgemm_epi with a seed and a post step gives the bits of seeding C by
  * hand, calling bpi_sgemm with beta = 1 and running the step over all of C
  * afterwards; the step sees every element once, and only final values.
- * C's old contents (NaN here) and beta do not matter with a seed. Several
- * K blocks, edges, strip groups, 1-3 threads, a team, alpha = 0, K = 0. */
+ * C's old contents (NaN here) and beta do not matter with a seed. The row
+ * sums of op(A) have the bits of a plain loop over each row (when the
+ * product runs). Several K blocks, several NC blocks (A packed once per
+ * block, summed once), edges, strip groups, 1-3 threads (split over rows
+ * and over columns), a team, alpha = 0, K = 0. */
 START_TEST(test_epilogue)
 {
     tu_rng rng;
@@ -810,6 +813,8 @@ START_TEST(test_epilogue)
         {{0, 0, 1, 5, 7, 3, 1, -2.0f, 0.5f}, 0},       /* edge tiles only */
         {{0, 0, 1, 13, 29, 11, 1, 0.0f, 0.5f}, 0},     /* alpha = 0 */
         {{0, 0, 1, 13, 29, 0, 1, 1.0f, 0.0f}, 0},      /* K = 0 */
+        {{0, 1, 0, 96, 200, 64, 0, 1.0f, 0.0f}, 1},    /* weight gradient: NC blocks */
+        {{0, 1, 0, 10, 100, 300, 1, 1.0f, 0.0f}, 1},   /* thin: split over columns */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const spec *s = &cases[k].s;
@@ -820,8 +825,16 @@ START_TEST(test_epilogue)
         float *seed = malloc(s->N * sizeof *seed), *want_c = malloc(bytes);
         float *want_out = malloc(mn * sizeof(float)), *out = malloc(mn * sizeof(float));
         int *visits = malloc(mn * sizeof(int));
-        ck_assert(seed && want_c && want_out && out && visits);
+        float *want_sums = malloc(s->M * sizeof(float)), *sums = malloc(s->M * sizeof(float));
+        ck_assert(seed && want_c && want_out && out && visits && want_sums && sums);
         tu_fill(&rng, seed, s->N, -4.0, 4.0);
+        int runs = s->alpha != 0.0f && s->K > 0;
+        for (size_t i = 0; i < s->M; i++) { /* op(A)(i, p) in order, from 0 */
+            float sum = 0.0f;
+            for (size_t p2 = 0; p2 < s->K; p2++)
+                sum += s->trans_a ? p.a.x[p2 * p.a.ld + i] : p.a.x[i * p.a.ld + p2];
+            want_sums[i] = sum;
+        }
         for (int th = 0; th < TU_N_THREAD_COUNTS; th++) {
             bpi_gemm_env env = env_new(cases[k].small ? small : typical, tu_thread_counts[th]);
             /* by hand: seed, beta = 1, then the step over everything */
@@ -842,7 +855,9 @@ START_TEST(test_epilogue)
                     p.c.x[i * p.c.ld + j] = want_c[i * p.c.ld + j]; /* padding kept */
             memset(visits, 0, mn * sizeof(int));
             probe.out = out;
-            bpi_gemm_epilogue epi = {seed, probe_post, &probe};
+            for (size_t i = 0; i < s->M; i++)
+                sums[i] = NAN;
+            bpi_gemm_epilogue epi = {seed, probe_post, &probe, runs ? sums : NULL};
             bpi_sgemm_epi(&env, s->trans_a, s->trans_b, s->M, s->N, s->K, s->alpha, p.a.x,
                           p.a.ld, p.b.x, p.b.ld, s->beta, p.c.x, p.c.ld, NULL, &epi);
             ck_assert_msg(memcmp(want_c, p.c.x, bytes) == 0, "%s, %d threads: C differs", buf,
@@ -853,6 +868,10 @@ START_TEST(test_epilogue)
             for (size_t i = 0; i < mn; i++)
                 ck_assert_msg(visits[i] == 1, "%s, %d threads: element %zu visited %d times",
                               buf, tu_thread_counts[th], i, visits[i]);
+            if (runs)
+                ck_assert_msg(memcmp(want_sums, sums, s->M * sizeof(float)) == 0,
+                              "%s, %d threads: row sums of op(A) differ", buf,
+                              tu_thread_counts[th]);
 #if BP_HAVE_OPENMP
             /* as a team of an enclosing region */
             for (size_t i = 0; i < s->M; i++)
@@ -860,6 +879,8 @@ START_TEST(test_epilogue)
                     p.c.x[i * p.c.ld + j] = NAN;
             memset(visits, 0, mn * sizeof(int));
             memset(out, 0, mn * sizeof(float));
+            for (size_t i = 0; i < s->M; i++)
+                sums[i] = NAN;
             bpi_barrier barrier;
 #pragma omp parallel num_threads(tu_thread_counts[th])
             {
@@ -878,10 +899,15 @@ START_TEST(test_epilogue)
             for (size_t i = 0; i < mn; i++)
                 ck_assert_msg(visits[i] == 1, "%s, team of %d: element %zu visited %d times",
                               buf, tu_thread_counts[th], i, visits[i]);
+            if (runs)
+                ck_assert_msg(memcmp(want_sums, sums, s->M * sizeof(float)) == 0,
+                              "%s, team of %d: row sums of op(A) differ", buf,
+                              tu_thread_counts[th]);
 #endif
             env_free(&env);
         }
         free(seed), free(want_c), free(want_out), free(out), free(visits);
+        free(want_sums), free(sums);
         problem_free(&p);
     }
 }
