@@ -1,5 +1,9 @@
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "backprop.h"
@@ -19,6 +23,33 @@ long bp_debug_fail_alloc_pending(void)
     return fail_countdown;
 }
 
+/* Large buffers (a dataset, a wide layer's parameters) ask for transparent
+ * huge pages where the kernel leaves that to madvise (Debian's default):
+ * their first touch, the zeroing below, then faults once per 2 MiB
+ * instead of once per 4 KiB. On the Zen 5 VMs a fault costs several
+ * microseconds (a paravirtualised guest: 37 % of the time of loading
+ * Fashion-MNIST went to the fault path). Measured there: loading its
+ * 188 MB of training images 0.72-0.82 s -> 0.12-0.49 s, `backprop train`
+ * 4.90 -> 4.54 s (medians of 4 alternating runs). On a KVM guest (Zen 1),
+ * where faults are cheap, it made no measurable difference. madvise wants
+ * a page-aligned start: the pages wholly inside the buffer are advised.
+ * Advice only: where it fails or huge pages are off, nothing changes. */
+static void advise_huge(void *p, size_t bytes)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        return;
+    uintptr_t pg = (uintptr_t)page;
+    uintptr_t lo = ((uintptr_t)p + pg - 1) / pg * pg;
+    uintptr_t hi = ((uintptr_t)p + bytes) / pg * pg;
+#ifdef MADV_HUGEPAGE
+    if (hi > lo)
+        (void)madvise((void *)lo, (size_t)(hi - lo), MADV_HUGEPAGE);
+#else
+    (void)lo, (void)hi;
+#endif
+}
+
 void *bpi_alloc(size_t bytes)
 {
     if (bytes == 0)
@@ -31,6 +62,8 @@ void *bpi_alloc(size_t bytes)
         return NULL;
     rounded = rounded / BPI_ALIGN * BPI_ALIGN;
     void *p = aligned_alloc(BPI_ALIGN, rounded);
+    if (p && rounded >= BPI_HUGE_MIN_BYTES)
+        advise_huge(p, rounded);
     if (p)
         memset(p, 0, rounded);
     return p;
