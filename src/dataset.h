@@ -24,5 +24,8 @@ bp_status bpi_dataset_alloc_unlabelled(bp_dataset **ds, size_t n, size_t n_featu
 /* IDX files the reader inflated whole with libdeflate (src/idx.c), for the
  * tests that check which path a file took; never moves without libdeflate. */
 unsigned long bpi_idx_fast_loads(void);
+/* Of those, the image files decompressed inside the dataset's own feature
+ * memory (no buffers of their own). */
+unsigned long bpi_idx_inplace_loads(void);
 
 #endif
