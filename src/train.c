@@ -8,6 +8,7 @@
 #include "error.h"
 #include "net.h"
 #include "optim.h"
+#include "parallel.h"
 #include "rng.h"
 #include "train.h"
 
@@ -88,6 +89,9 @@ void bpi_train_shuffle(bp_dataset *ds, uint64_t seed, uint64_t epoch)
 void bpi_train_gather(bp_net *net, const bp_dataset *ds, size_t start, size_t B)
 {
     size_t nf = ds->n_features, nt = ds->n_targets;
+    /* Rows from anywhere in the dataset: each copy waits on memory, and
+     * the other threads would only wait for the forward's first GEMM. */
+    BPI_OMP_FOR(net->ctx->n_threads, B * nf)
     for (size_t k = 0; k < B; k++) {
         size_t r = ds->order[start + k];
         memcpy(net->batch_x + k * nf, ds->X + r * nf, nf * sizeof(float));
