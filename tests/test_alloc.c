@@ -12,8 +12,9 @@
 /* 1 if the mapping holding address `at` has the "hg" (MADV_HUGEPAGE) flag,
  * 0 if not, -1 if that cannot be seen. Read on x86-64 only: CI runs the
  * other builds (aarch64) under qemu-user, whose /proc/self/smaps is an
- * emulation without the advice flags, and whose 7.2 hangs reading it in
- * Check's forked test process. */
+ * emulation without the advice flags. Lines are read whole (a mapped
+ * file's path can be PATH_MAX long), so no tail of one is taken for the
+ * header of a mapping. */
 static int advised_huge(const void *at)
 {
 #if !defined(__x86_64__)
@@ -23,7 +24,7 @@ static int advised_huge(const void *at)
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f)
         return -1;
-    char line[512];
+    char line[8192];
     int inside = 0, found = -1;
     unsigned long a = (unsigned long)at;
     while (fgets(line, sizeof line, f)) {
