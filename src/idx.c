@@ -364,36 +364,34 @@ static bp_status fast_read(idx_file *s, int *done)
      * training images then touch 188 MB instead of 261. */
     int borrow = s->scratch && in_bytes <= s->scratch_bytes &&
                  total <= s->scratch_bytes - in_bytes;
-    unsigned char *in = borrow ? s->scratch : bpi_alloc(in_bytes);
+    unsigned char *in_own = NULL, *whole_own = NULL; /* what this function frees */
+    unsigned char *in = borrow ? s->scratch : (in_own = bpi_alloc(in_bytes));
     if (!in)
         return bpi_fail(BP_ENOMEM, FN ": %s: cannot allocate %zu bytes", s->path, in_bytes);
     if (!read_whole(s, in, in_bytes) || le32(in + in_bytes - 4) != (uint32_t)total) {
-        if (!borrow)
-            bpi_free(in);
+        bpi_free(in_own);
         return BP_OK;
     }
-    s->whole = borrow ? s->scratch + s->scratch_bytes - total : bpi_alloc(total);
-    s->whole_borrowed = borrow;
-    if (!s->whole) {
-        bpi_free(in);
+    unsigned char *whole =
+        borrow ? s->scratch + s->scratch_bytes - total : (whole_own = bpi_alloc(total));
+    if (!whole) {
+        bpi_free(in_own);
         return bpi_fail(BP_ENOMEM, FN ": %s: cannot allocate %zu bytes", s->path, total);
     }
     struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
     size_t used = 0, got = 0;
-    int ok = d && libdeflate_gzip_decompress_ex(d, in, in_bytes, s->whole, total, &used,
+    int ok = d && libdeflate_gzip_decompress_ex(d, in, in_bytes, whole, total, &used,
                                                 &got) == LIBDEFLATE_SUCCESS &&
              used == in_bytes && got == total;
     if (d)
         libdeflate_free_decompressor(d);
-    if (!borrow)
-        bpi_free(in);
+    bpi_free(in_own);
     if (!ok) {
-        if (!borrow)
-            bpi_free(s->whole);
-        s->whole = NULL;
-        s->whole_borrowed = 0;
+        bpi_free(whole_own);
         return BP_OK;
     }
+    s->whole = whole;
+    s->whole_borrowed = borrow;
     s->data = s->whole + header;
     s->pos = total;
     atomic_fetch_add(&fast_loads, 1);

@@ -102,6 +102,20 @@ static void write_gz(const char *path, const unsigned char *b, size_t n)
     write_gz_members(path, b, cut, 1);
 }
 
+/* A copy of the file at `from`, written to `to`, with the lowest bit of
+ * its byte `back` bytes before the end flipped (a gzip trailer: 8 for the
+ * CRC, 4 for the length). */
+static void write_flipped(const char *from, const char *to, size_t back)
+{
+    size_t n = 0;
+    unsigned char *b = tu_read_file(from, &n);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_ge(n, back);
+    b[n - back] ^= 0x01;
+    write_plain(to, b, n);
+    free(b);
+}
+
 /* Loads images (and labels) and checks the dataset against the bytes;
  * returns how many files took the libdeflate path. */
 static unsigned long load_same(const char *images, const char *labels,
@@ -155,17 +169,12 @@ START_TEST(inplace_images_then_bad_labels)
     write_gz(at("img.gz"), img, ib);
     write_gz(at("lab.gz"), lab, lb);
     write_plain(at("lab"), lab, lb);
-    size_t n = 0;
-    unsigned char *gz = tu_read_file(at("lab.gz"), &n);
-    ck_assert_ptr_nonnull(gz);
-    gz[n - 8] ^= 0x01; /* the CRC */
-    write_plain(at("badcrc.gz"), gz, n);
+    write_flipped(at("lab.gz"), at("badcrc.gz"), 8);
     unsigned long inplace = bpi_idx_inplace_loads();
     bp_dataset *ds = (bp_dataset *)(uintptr_t)1; /* must stay as it is */
     ck_assert_int_eq(bp_dataset_load_idx(&ds, at("img.gz"), at("badcrc.gz")), BP_EFORMAT);
     ck_assert_ptr_eq(ds, (bp_dataset *)(uintptr_t)1);
     ck_assert_ptr_nonnull(strstr(bp_last_error(), "badcrc.gz"));
-    free(gz);
     ck_assert_uint_eq(bpi_idx_inplace_loads() - inplace, BP_HAVE_LIBDEFLATE ? 1u : 0u);
     ck_assert_uint_eq(load_same(at("img.gz"), at("lab"), img, 120, 784),
                       BP_HAVE_LIBDEFLATE ? 1u : 0u);
@@ -218,11 +227,7 @@ START_TEST(wrong_trailer_length_is_refused)
     unsigned char *img = idx_images(40, 8, 8, 37, &ib), *lab = idx_labels(40, &lb);
     write_gz(at("img.gz"), img, ib);
     write_plain(at("lab"), lab, lb);
-    size_t n = 0;
-    unsigned char *gz = tu_read_file(at("img.gz"), &n);
-    ck_assert_ptr_nonnull(gz);
-    gz[n - 4] ^= 0x01;
-    write_plain(at("isize.gz"), gz, n);
+    write_flipped(at("img.gz"), at("isize.gz"), 4);
     unsigned long before = bpi_idx_fast_loads();
     bp_dataset *ds = NULL;
     ck_assert_int_eq(bp_dataset_load_idx(&ds, at("isize.gz"), at("lab")), BP_EFORMAT);
@@ -230,7 +235,7 @@ START_TEST(wrong_trailer_length_is_refused)
     ck_assert_ptr_nonnull(strstr(bp_last_error(), "isize.gz"));
     ck_assert_ptr_nonnull(strstr(bp_last_error(), "corrupt gzip stream"));
     ck_assert_uint_eq(bpi_idx_fast_loads(), before);
-    free(gz), free(img), free(lab);
+    free(img), free(lab);
 }
 END_TEST
 
