@@ -35,8 +35,9 @@
  * keep 16 or 32. B's packed rows stay NR wide; each kept element gets the
  * same FMAs in the same order as in the full tile. */
 static inline __attribute__((always_inline)) void
-ukr_cols(size_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-         size_t ldc, float alpha, float beta, const int nv, uint32_t *restrict lanes)
+ukr_cols(size_t kc, const float *restrict a, const float *restrict b, size_t ldb,
+         float *restrict c, size_t ldc, float alpha, float beta, const int nv,
+         uint32_t *restrict lanes)
 {
     __m512 acc[MR][NV];
 #pragma GCC unroll 16
@@ -61,7 +62,7 @@ ukr_cols(size_t kc, const float *restrict a, const float *restrict b, float *res
                 acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
         }
         a += MR;
-        b += NR;
+        b += ldb;
     }
 
     __m512 va = _mm512_set1_ps(alpha);
@@ -102,26 +103,34 @@ ukr_cols(size_t kc, const float *restrict a, const float *restrict b, float *res
 static void ukr_avx512(size_t kc, const float *restrict a, const float *restrict b,
                        float *restrict c, size_t ldc, float alpha, float beta)
 {
-    ukr_cols(kc, a, b, c, ldc, alpha, beta, NV, NULL);
+    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, NV, NULL);
 }
 
 static void ukr_avx512_absmax(size_t kc, const float *restrict a, const float *restrict b,
                               float *restrict c, size_t ldc, float alpha, float beta,
                               uint32_t *restrict lanes)
 {
-    ukr_cols(kc, a, b, c, ldc, alpha, beta, NV, lanes);
+    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, NV, lanes);
+}
+
+/* ukr.h's fn_direct_b: B's rows read in place, ldb apart. */
+static void ukr_avx512_direct(size_t kc, const float *restrict a, const float *restrict b,
+                              size_t ldb, float *restrict c, size_t ldc, float alpha, float beta,
+                              uint32_t *restrict lanes)
+{
+    ukr_cols(kc, a, b, ldb, c, ldc, alpha, beta, NV, lanes);
 }
 
 static void ukr_avx512_16(size_t kc, const float *restrict a, const float *restrict b,
                           float *restrict c, size_t ldc, float alpha, float beta)
 {
-    ukr_cols(kc, a, b, c, ldc, alpha, beta, 1, NULL);
+    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, 1, NULL);
 }
 
 static void ukr_avx512_32(size_t kc, const float *restrict a, const float *restrict b,
                           float *restrict c, size_t ldc, float alpha, float beta)
 {
-    ukr_cols(kc, a, b, c, ldc, alpha, beta, 2, NULL);
+    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, 2, NULL);
 }
 
 /* ------------------------------------------------------------ packing */
@@ -267,6 +276,7 @@ const bpi_ukr bpi_ukr_avx512_8x48 = {
     .nr = NR,
     .fn = ukr_avx512,
     .fn_absmax = ukr_avx512_absmax,
+    .fn_direct_b = ukr_avx512_direct,
     .narrow_w = VL,
     .narrow = {ukr_avx512_16, ukr_avx512_32},
     .pack_a_rows = pack_a_rows,

@@ -12,7 +12,9 @@
  *           for ir in 0..MC step MR:
  *             micro-kernel: C(ic+ir, jr) (MR, NR) = alpha a b + beta_k C
  * (When K is a single block, groups of strips are packed together and the
- * ir loop runs outside the strips of a group: see gemm_thread.)
+ * ir loop runs outside the strips of a group: see gemm_thread. When a strip
+ * serves few micro-panels and op(B) = B, it is not packed at all: the
+ * kernel reads B in place, see use_direct_b.)
  *
  * Unlike BLIS there is no B panel shared in L3: each B micro-panel is packed
  * by the thread that uses it, just before its MC / MR kernel calls, so it is
@@ -267,10 +269,11 @@ static void pack_a_block(const gemm_job *job, size_t ic, size_t mc, size_t pc,
  * very arithmetic it does on a full tile, whatever that is (an FMA kernel
  * may combine alpha and beta differently from this file). beta == 0: C is
  * neither read nor copied. fn is the kernel or one of its narrow variants
- * (columns beyond its width are not computed, and not copied: w <= them). */
+ * (columns beyond its width are not computed, and not copied: w <= them);
+ * b_ld != 0 means b is B in place, rows b_ld apart (fn_direct_b: w == NR). */
 static void edge_tile(const bpi_ukr *ukr, bpi_ukr_fn fn, size_t kc, const float *a,
-                      const float *b, float *c, size_t ldc, size_t h, size_t w, float alpha,
-                      float beta)
+                      const float *b, size_t b_ld, float *c, size_t ldc, size_t h, size_t w,
+                      float alpha, float beta)
 {
     _Alignas(BPI_ALIGN) float tile[BPI_UKR_MR_MAX * BPI_UKR_NR_MAX];
     size_t nr = ukr->nr;
@@ -279,7 +282,10 @@ static void edge_tile(const bpi_ukr *ukr, bpi_ukr_fn fn, size_t kc, const float 
         for (size_t i = 0; i < h; i++)
             memcpy(tile + i * nr, c + i * ldc, sizeof(float) * w);
     }
-    fn(kc, a, b, tile, nr, alpha, beta);
+    if (b_ld)
+        ukr->fn_direct_b(kc, a, b, b_ld, tile, nr, alpha, beta, NULL);
+    else
+        fn(kc, a, b, tile, nr, alpha, beta);
     for (size_t i = 0; i < h; i++)
         memcpy(c + i * ldc, tile + i * nr, sizeof(float) * w);
 }
@@ -302,7 +308,7 @@ static void tile_kernel(const bpi_ukr *ukr, size_t kc, const float *a, const flo
     if (h == ukr->mr && w == width)
         fn(kc, a, b, c, ldc, alpha, beta);
     else
-        edge_tile(ukr, fn, kc, a, b, c, ldc, h, w, alpha, beta);
+        edge_tile(ukr, fn, kc, a, b, 0, c, ldc, h, w, alpha, beta);
 }
 
 /* Raise lanes[l] to the largest bpi_abs_bits() among the elements of the
@@ -347,10 +353,12 @@ static uint32_t lanes_max(const uint32_t lanes[ABSMAX_LANES])
  * at panel ((kc, NR) each, the last one n - (n_strips - 1) NR wide). Rows
  * outside, strips inside: each A micro-panel stays in L1 while the strips
  * stream from L2, and C is written row band by row band. With one strip
- * (deep K) that strip stays in L1 and the A block streams instead. */
+ * (deep K) that strip stays in L1 and the A block streams instead.
+ * b_ld != 0: panel is B itself at (pc, j0), rows b_ld apart, and n a
+ * multiple of NR (fn_direct_b). */
 static uint32_t macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc,
-                             const float *packed_a, const float *panel, float *c, float beta,
-                             int scan)
+                             const float *packed_a, const float *panel, size_t b_ld, float *c,
+                             float beta, int scan)
 {
     uint32_t lanes[ABSMAX_LANES] = {0};
     const bpi_ukr *ukr = job->ukr;
@@ -360,10 +368,18 @@ static uint32_t macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc
         const float *a = packed_a + i0 * kc;
         for (size_t j = 0; j < n; j += nr) {
             size_t w = size_min(nr, n - j);
-            const float *b = panel + j * kc;
+            const float *b = b_ld ? panel + j : panel + j * kc;
             float *tile = c + i0 * ldc + j;
             int full = h == mr && w == nr;
-            if (full && scan && ukr->fn_absmax) {
+            if (b_ld) {
+                if (full)
+                    ukr->fn_direct_b(kc, a, b, b_ld, tile, ldc, job->alpha, beta,
+                                     scan ? lanes : NULL);
+                else
+                    edge_tile(ukr, ukr->fn, kc, a, b, b_ld, tile, ldc, h, w, job->alpha, beta);
+                if (scan && !full)
+                    tile_absmax(tile, ldc, h, w, lanes);
+            } else if (full && scan && ukr->fn_absmax) {
                 ukr->fn_absmax(kc, a, b, tile, ldc, job->alpha, beta, lanes);
             } else {
                 if (full)
@@ -415,14 +431,34 @@ static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
     return n < 1.0 ? 1 : (int)n;
 }
 
+/* B is read in place, not packed, when the kernel can (fn_direct_b), op(B)
+ * = B (a strip is NR floats of each of kc rows of B) and the strip serves
+ * few A micro-panels: a packed strip is written once and then read mc / MR
+ * times, so for a skinny M (the input gradient at training batches) the
+ * copy costs more than the kernels' strided reads. Up to
+ * BPI_GEMM_DIRECT_B_MAX_PANELS panels, except that from 5 on rows of B a
+ * multiple of 4 KiB apart are packed: they fall into so few cache sets
+ * that the strip does not stay in L2 from one panel to the next. Measured
+ * (AVX-512 8x48, this Zen 5 VM, 1 thread, GFLOP/s packed -> in place, NN):
+ * 16x512x512 139 -> 195, 32x784x256 163 -> 202, 32x4096x4096 127 -> 154,
+ * 64x512x512 189 -> 207, 64x1024x1024 184 -> 177; at 16 panels (M = 128)
+ * 128x784x256 201 -> 216 but 128x1024x1024 203 -> 188. */
+static int use_direct_b(const gemm_job *job, size_t mc)
+{
+    size_t panels = ceil_div(mc, job->ukr->mr);
+    return job->ukr->fn_direct_b && !job->trans_b &&
+           (panels <= 4 || (panels <= BPI_GEMM_DIRECT_B_MAX_PANELS && job->ldb % 1024 != 0));
+}
+
 /* Arrange nt threads as a tm x tn grid: tm split the rows of C (whole MR
  * blocks), tn the NR strips of each NC block. A thread packs the A blocks
  * of its rows and the B strips of its columns (a B strip once per MC block
- * of its rows), so a split over rows makes every thread pack all of B and a
- * split over columns all of A. The grid minimises the busiest thread's
- * time, estimated in cycles for one NC block: MR NR K / 32 per tile (the
- * FMAs of an AVX-512 kernel near peak) and K / 4 per row or column packed
- * (about what packing streams). Packing weighs most when one operand is
+ * of its rows, or not at all when it reads B in place), so a split over
+ * rows makes every thread pack all of B and a split over columns all of A.
+ * The grid minimises the busiest thread's time, estimated in cycles for one
+ * NC block: MR NR K / 32 per tile (the FMAs of an AVX-512 kernel near peak)
+ * and K / 4 per row or column packed (about what packing streams). Packing
+ * weighs most when one operand is
  * skinny: 16x512x512 NN, split over rows, had both threads pack all of B
  * and ran 1.34x faster on 2 threads than on 1; over columns it runs ~1.9x.
  * Ties keep the first factorisation tried: rows first when there are more
@@ -433,6 +469,12 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
     size_t mr = job->ukr->mr, nr = job->ukr->nr, K = job->K;
     size_t m_units = ceil_div(job->M, mr);
     size_t n_units = ceil_div(size_min(job->N, job->blk.nc), nr);
+    /* B read in place costs nothing beside the kernels while it comes from
+     * cache; when it exceeds the share of L3 the blocking gives a B panel
+     * (KC NC), every row group of threads streams it from memory, which
+     * costs like packing: 64x4096x4096 NN on 2 threads ran 324 GFLOP/s split
+     * over columns, 246 over rows. */
+    int b_cached = (double)job->K * (double)job->N <= (double)job->blk.kc * (double)job->blk.nc;
     double best = -1.0;
     *tm = nt;
     *tn = 1;
@@ -445,8 +487,10 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
         double strips = (double)ceil_div(n_units, n);
         double mc_blocks = (double)ceil_div((size_t)rows, job->blk.mc);
         double tiles = rows / (double)mr * strips;
+        double b_cost = use_direct_b(job, (size_t)rows) && (m == 1 || b_cached)
+                            ? 0.0 : strips * (double)nr * mc_blocks;
         double cost = tiles * (double)(mr * nr) * (double)K / 32.0 +
-                      (double)K * (rows + strips * (double)nr * mc_blocks) / 4.0;
+                      (double)K * (rows + b_cost) / 4.0;
         if (best < 0.0 || cost < best) {
             best = cost;
             *tm = m;
@@ -577,6 +621,7 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                  * and page: 4096x4096x32 TN 46 -> 120 GFLOP/s, 1024x1024x32
                  * 85 -> 136. With several K blocks one strip at a time is
                  * better (64x1024x1024 NN/NT 8-10 %, 64x4096^2 NT 20 %). */
+                int direct = use_direct_b(job, mc);
                 size_t a_used = bpi_round_floats(ceil_div(mc, mr) * mr * kc);
                 float *panel = packed_a + a_used;
                 size_t group = job->K <= blk->kc ? (job->t_stride - a_used) / (kc * nr) : 1;
@@ -588,7 +633,10 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                     size_t jp_hi = size_min(hi, jp + group);
                     size_t j0 = jc + jp * nr;
                     size_t n = size_min(jc + jp_hi * nr, job->N) - j0;
-                    for (size_t s = jp; s < jp_hi; s++)
+                    /* In place: the full strips; a narrow last one is
+                     * packed (its rows end before NR). */
+                    size_t n_direct = direct ? n / nr * nr : 0;
+                    for (size_t s = jp + n_direct / nr; s < jp_hi; s++)
                         pack_b_strip(job, pc, kc, jc + s * nr,
                                      size_min(nr, job->N - (jc + s * nr)),
                                      panel + (s - jp) * kc * nr);
@@ -596,11 +644,19 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                     if (seed && pc == 0)
                         seed_rows(seed + j0, c, job->ldc, mc, n);
                     /* |C| is final after the last K block */
-                    int last = pc + kc >= job->K;
-                    uint32_t m = macro_kernel(job, mc, n, kc, packed_a, panel, c, beta,
-                                              job->absmax && last);
+                    int scan = job->absmax && pc + kc >= job->K;
+                    uint32_t m = 0;
+                    if (n_direct)
+                        m = macro_kernel(job, mc, n_direct, kc, packed_a,
+                                         job->B + pc * job->ldb + j0, job->ldb, c, beta, scan);
+                    if (n_direct < n) {
+                        uint32_t e = macro_kernel(job, mc, n - n_direct, kc, packed_a,
+                                                  panel + n_direct * kc, 0, c + n_direct, beta,
+                                                  scan);
+                        m = e > m ? e : m;
+                    }
                     absmax = m > absmax ? m : absmax;
-                    if (last && post && !band_post)
+                    if (pc + kc >= job->K && post && !band_post)
                         post(job->epi->ctx, c, job->ldc, ic, j0, mc, n);
                 }
             }

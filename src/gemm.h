@@ -50,6 +50,11 @@ void bpi_gemm_blocking_init(bpi_gemm_blocking *blk, const bpi_ukr *ukr,
 size_t bpi_gemm_workspace_floats(const bpi_ukr *ukr, const bpi_gemm_blocking *blk,
                                  int n_threads);
 
+/* B is read in place instead of packed when a strip of it would serve at
+ * most this many A micro-panels (gemm.c: use_direct_b). The bits of C do
+ * not depend on it. */
+#define BPI_GEMM_DIRECT_B_MAX_PANELS 8
+
 void bpi_sgemm(const bpi_gemm_env *env, int transA, int transB,
                size_t M, size_t N, size_t K, float alpha,
                const float *A, size_t lda, const float *B, size_t ldb,

@@ -52,6 +52,18 @@ typedef void (*bpi_ukr_absmax_fn)(size_t kc, const float *restrict a,
                                   const float *restrict b, float *restrict c, size_t ldc,
                                   float alpha, float beta, uint32_t *restrict lanes);
 
+/* fn reading B where it lies instead of from a packed micro-panel: row p
+ * of the kc x NR block is b[p*ldb .. p*ldb + NR) (op(B) = B, a full strip),
+ * and lanes, when not NULL, are raised as fn_absmax raises them. Each
+ * element gets fn's FMAs in fn's order, so the bits are fn's. gemm.c uses
+ * it when a strip would serve so few A micro-panels (a skinny M: the input
+ * gradient at small batches) that copying it costs more than reading it
+ * strided saves. */
+typedef void (*bpi_ukr_direct_fn)(size_t kc, const float *restrict a,
+                                  const float *restrict b, size_t ldb,
+                                  float *restrict c, size_t ldc, float alpha,
+                                  float beta, uint32_t *restrict lanes);
+
 /* Packing of one full micro-panel of R = MR (A) or NR (B) lines, kc deep
  * (the layouts above): dst[p*R + r] = X(p, r) for p < kc, r < R, where
  *   "rows": X(p, r) = x[p*ld + r]   (op(A) = A^T, op(B) = B: a copy)
@@ -70,6 +82,9 @@ typedef struct bpi_ukr {
     size_t mr, nr;      /* register block: rows and columns of the C tile */
     bpi_ukr_fn fn;
     bpi_ukr_absmax_fn fn_absmax;  /* optional (NULL: gemm.c reads the tile back) */
+    bpi_ukr_direct_fn fn_direct_b; /* optional (NULL: B is always packed; AVX2's
+                                      6x16 has none: on Zen 5 under BP_ISA=avx2 it
+                                      lost 30 % on 24x1024x1024 NN) */
     /* Optional narrow variants, for the last strip of an N that is not a
      * multiple of NR: narrow[i] computes only columns [0, (i + 1) narrow_w)
      * of the tile, from the same packed panels (B's rows still NR wide),

@@ -318,6 +318,53 @@ START_TEST(test_kernel)
 }
 END_TEST
 
+/* fn_direct_b (ukr.h) on B where it lies, rows ldb apart, gives fn's bits
+ * on the packed copy of the same B, on real data (a different order of
+ * the FMAs would show), for beta 0 (NaN in C not read) and not, and raises
+ * the lanes to the tile's largest |C| (and never lowers them). */
+START_TEST(test_kernel_direct_b)
+{
+    const bpi_ukr *u = cur_ukr;
+    if (!u->fn_direct_b)
+        return;
+    tu_rng rng;
+    tu_seed(&rng, 21);
+    enum { KC = 37, LDB = BPI_UKR_NR_MAX + 5, LDC = BPI_UKR_NR_MAX + 3 };
+    size_t mr = u->mr, nr = u->nr;
+    float a[BPI_UKR_MR_MAX * KC], b[KC * BPI_UKR_NR_MAX], b_far[KC * LDB];
+    float c_packed[BPI_UKR_MR_MAX * LDC], c_direct[BPI_UKR_MR_MAX * LDC];
+    for (size_t i = 0; i < mr * KC; i++)
+        a[i] = (float)tu_uniform(&rng, -1.0, 1.0);
+    for (size_t p = 0; p < KC; p++)
+        for (size_t j = 0; j < LDB; j++) {
+            b_far[p * LDB + j] = j < nr ? (float)tu_uniform(&rng, -1.0, 1.0) : NAN;
+            if (j < nr)
+                b[p * nr + j] = b_far[p * LDB + j];
+        }
+    for (int round = 0; round < 2; round++) {
+        float beta = round ? 0.75f : 0.0f;
+        for (size_t i = 0; i < mr * LDC; i++)
+            c_packed[i] = round ? (float)tu_uniform(&rng, -1.0, 1.0) : NAN;
+        memcpy(c_direct, c_packed, sizeof c_packed);
+        uint32_t lanes[16] = {0}, want = 0;
+        lanes[3] = round ? 0u : 0x7f000000u; /* a larger start value stays */
+        u->fn(KC, a, b, c_packed, LDC, -1.5f, beta);
+        u->fn_direct_b(KC, a, b_far, LDB, c_direct, LDC, -1.5f, beta, lanes);
+        ck_assert_msg(memcmp(c_packed, c_direct, sizeof c_packed) == 0,
+                      "%s: direct B differs from packed (beta %g)", u->name, (double)beta);
+        for (size_t i = 0; i < mr; i++)
+            for (size_t j = 0; j < nr; j++)
+                want = bpi_abs_bits(c_direct[i * LDC + j]) > want
+                           ? bpi_abs_bits(c_direct[i * LDC + j]) : want;
+        uint32_t got = 0;
+        for (int l = 0; l < 16; l++)
+            got = lanes[l] > got ? lanes[l] : got;
+        ck_assert_uint_eq(got, round ? want : (want > 0x7f000000u ? want : 0x7f000000u));
+        u->fn_direct_b(KC, a, b_far, LDB, c_direct, LDC, 1.0f, 1.0f, NULL); /* no lanes */
+    }
+}
+END_TEST
+
 /* n floats ending exactly where an inaccessible page begins, so that a
  * read past the end faults (masked loads must not touch what they mask
  * out). *base and *bytes describe the allocation, for guarded_free(). */
@@ -596,6 +643,58 @@ START_TEST(test_large_projection)
     projection_check(&env, &s1, &rng);
     projection_check(&env, &s2, &rng);
     env_free(&env);
+}
+END_TEST
+
+/* ------------------------------------------------------------- direct B */
+
+/* Where B is read in place (op(B) = B and at most
+ * BPI_GEMM_DIRECT_B_MAX_PANELS A micro-panels per strip) and where it is
+ * packed (more rows), every element of C has the same bits: the first m
+ * rows of a tall product (packed) against the product of just those rows
+ * (in place), on real data, with several K blocks, a narrow last strip
+ * (packed either way), an M edge, alpha and beta, abs-max scanning and 1-3
+ * threads. (test_small_shapes checks the in-place path against the
+ * reference, exactly.) */
+START_TEST(test_direct_b_bits)
+{
+    const bpi_ukr *u = cur_ukr;
+    tu_rng rng;
+    tu_seed(&rng, 22);
+    size_t tall = (BPI_GEMM_DIRECT_B_MAX_PANELS + 2) * u->mr + 3;
+    const size_t ms[] = {1, u->mr, u->mr + 5, BPI_GEMM_DIRECT_B_MAX_PANELS * u->mr};
+    const size_t ns[] = {2 * u->nr, 3 * u->nr + 7};
+    bpi_gemm_blocking blk = {tall + u->mr, 24, 4 * u->nr}; /* K blocks of 24 */
+    for (size_t ni = 0; ni < 2; ni++) {
+        spec ts = {0, (int)ni, 0, tall, ns[ni], 61, 3, 0.5f, -1.0f};
+        problem p = problem_new(&ts, &rng, FILL_REAL, FILL_REAL);
+        bpi_gemm_env env1 = env_new(blk, 1);
+        run_engine(&env1, &p);
+        env_free(&env1);
+        for (size_t mi = 0; mi < 4; mi++)
+            for (int th = 0; th < TU_N_THREAD_COUNTS; th++) {
+                size_t m = ms[mi], ldc = p.c.ld;
+                float *c = malloc(m * ldc * sizeof *c);
+                ck_assert_ptr_nonnull(c);
+                memcpy(c, p.c_before, m * ldc * sizeof *c);
+                bpi_gemm_env env = env_new(blk, tu_thread_counts[th]);
+                uint32_t got = 0, want = 0;
+                /* op(A)'s first m rows: A's first m rows, or columns (lda kept) */
+                bpi_sgemm_absmax(&env, ts.trans_a, 0, m, ts.N, ts.K, ts.alpha, p.a.x, p.a.ld,
+                                 p.b.x, p.b.ld, ts.beta, c, ldc, &got);
+                env_free(&env);
+                for (size_t i = 0; i < m; i++)
+                    for (size_t j = 0; j < ts.N; j++)
+                        want = bpi_abs_bits(p.c.x[i * ldc + j]) > want
+                                   ? bpi_abs_bits(p.c.x[i * ldc + j]) : want;
+                ck_assert_msg(memcmp(c, p.c.x, m * ldc * sizeof *c) == 0,
+                              "m %zu, N %zu, tA %d, %d threads: rows differ from the tall "
+                              "product's", m, ts.N, ts.trans_a, tu_thread_counts[th]);
+                ck_assert_uint_eq(got, want);
+                free(c);
+            }
+        problem_free(&p);
+    }
 }
 END_TEST
 
@@ -1143,6 +1242,7 @@ static Suite *gemm_suite(void)
     TCase *engine = tcase_create("engine");
     tcase_add_test(engine, test_blocking);
     tcase_add_test(engine, test_kernel);
+    tcase_add_test(engine, test_kernel_direct_b);
     tcase_add_test(engine, test_pack);
     tcase_add_test(engine, test_small_shapes);
     tcase_add_test(engine, test_primes_alpha_beta);
@@ -1151,6 +1251,7 @@ static Suite *gemm_suite(void)
     tcase_add_test(engine, test_empty);
     tcase_add_test(engine, test_absmax);
     tcase_add_test(engine, test_absmax_positions);
+    tcase_add_test(engine, test_direct_b_bits);
     tcase_add_test(engine, test_epilogue);
     /* BP_TEST_QUICK: under an emulator (qemu's TCG runs AVX2 ~50x slower)
      * the large and multi-threaded cases would take minutes; the same
