@@ -16,6 +16,7 @@ struct bp_net;
 typedef struct bpi_sched {
     bpi_plan plan;
     int n_threads;           /* the context's thread count the plan was made for */
+    int n_envs;              /* groups, and the joint one when it has tasks */
     bpi_gemm_env *envs;      /* per group: the GEMM engine on that group's threads */
     bpi_barrier *barriers;   /* per group */
     atomic_int *done;        /* per task */

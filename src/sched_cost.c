@@ -3,21 +3,25 @@
  * planner compares partitions of one machine.
  *
  * GEMM (M, N, K) on p threads = max(compute, memory) + synchronisation:
- *  compute = 2MNK / (p peak eff), eff = 0.9 k/(k+8) m/(m+12) n/(n+12) for
+ *  compute = 2MNK / (p peak eff), eff = 0.96 k/(k+2) m/(m+2) n/(n+2) for
  *            the thread's share (m, n) of C (the larger dimension is split):
  *            small per-thread blocks spend more on packing, edges and loops.
- *            Fitted to 1-thread measurements on this VM (perf's gt-style
- *            timing of bp_sgemm, 2026-11-28): TN n x n x B (the weight
- *            gradient, K = batch) runs at 0.53-0.63 of 200 GFLOP/s for
- *            B = 16 and 0.67-0.78 for B = 64; NN B x n x n (the input
- *            gradient) at 0.35-0.5 for B = 16 and 0.6-0.7 for B = 64. The
- *            earlier k/(k+32) made a batch-16 weight gradient look twice
- *            as slow as it is, and the planner then chose a 2-group plan
- *            that ran 0.83x the sequential backward (256 x 3, batch 16);
+ *            Fitted (least squares on log time) to 48 timings of bp_sgemm
+ *            on this Zen 5 VM (2026-12-05, B read in place for skinny NN):
+ *            NN B x n x n (the input gradient) and TN n x n x B (the weight
+ *            gradient) for n = 256, 512, 1024 and B = 16..128 at 1 and 2
+ *            threads, all within 15 %. The engine now runs such products
+ *            at 0.8-0.99 of peak on one thread (16x512x512 NN 0.78, TN
+ *            0.88); the previous fit, 0.9 k/(k+8) m/(m+12) n/(n+12) against
+ *            a 200 GFLOP/s peak, made them look twice as slow as they are,
+ *            and every split into groups look worse than it is;
  *  memory  = bytes / bandwidth: A, B and C once, plus the smaller operand
  *            copied into every further L3 domain of the group; bandwidth
  *            STREAM_PER_CORE per thread, at most NUMA_BANDWIDTH per node;
- *  sync    = two team barriers per K block of 512, each log2(p) hops, plus
+ *  sync    = a team picking the product up (for the sequential backward
+ *            the fork and join of its parallel region: 2 us of the fitted
+ *            6 us on 2 threads are that, on this paravirtualised guest),
+ *            two team barriers per K block of 512, each log2(p) hops, plus
  *            CROSS_PACKAGE when the group spans packages.
  * The constants are those of the AVX-512 engine on the EPYC development
  * VMs for the single-domain terms (within ~20% on the MLP shapes of
@@ -30,12 +34,12 @@
 
 #include "sched_plan.h"
 
-#define PEAK_PER_CORE 200e9   /* flop/s: AVX-512 FMA peak class */
+#define PEAK_PER_CORE 211.8e9 /* flop/s: the measured AVX-512 FMA peak of a core */
 #define STREAM_PER_CORE 12e9  /* bytes/s one core reads and writes */
 #define NUMA_BANDWIDTH 40e9   /* bytes/s one NUMA node's memory gives */
 #define BARRIER_HOP 0.5e-6    /* seconds per log2 step of a barrier */
 #define CROSS_PACKAGE 3e-6    /* seconds added to a barrier spanning sockets */
-#define TEAM_START 2e-6       /* a team picking up a task */
+#define TEAM_START 5e-6       /* a team picking up a task */
 
 static double bandwidth(const bpi_group *g)
 {
@@ -62,7 +66,7 @@ double bpi_cost_gemm(size_t M, size_t N, size_t K, const bpi_group *g)
         m = fmax(1.0, m / p);
     else
         n = fmax(1.0, n / p);
-    double eff = 0.9 * k / (k + 8.0) * m / (m + 12.0) * n / (n + 12.0);
+    double eff = 0.96 * k / (k + 2.0) * m / (m + 2.0) * n / (n + 2.0);
     double compute = 2.0 * (double)M * (double)N * k / (p * PEAK_PER_CORE * eff);
     double a = (double)M * k, b = k * (double)N, c = (double)M * (double)N;
     double copies = (g->n_l3 > 1 ? g->n_l3 - 1 : 0) * (a < b ? a : b);

@@ -144,15 +144,18 @@ static bp_status plan_for(const bp_net *net, bpi_plan *plan)
     return s;
 }
 
+/* An engine and a barrier per group, and for the joint group (all threads,
+ * index n_groups) when its list is not empty. */
 static bp_status alloc_groups(bpi_sched *s, const bp_net *net)
 {
     const bpi_plan *p = &s->plan;
-    s->envs = bpi_alloc((size_t)p->n_groups * sizeof *s->envs);
-    s->barriers = bpi_alloc((size_t)p->n_groups * sizeof *s->barriers);
+    s->n_envs = p->n_groups + (p->start[p->n_groups + 1] > p->start[p->n_groups]);
+    s->envs = bpi_alloc_array((size_t)s->n_envs, sizeof *s->envs);
+    s->barriers = bpi_alloc_array((size_t)s->n_envs, sizeof *s->barriers);
     s->done = bpi_alloc((size_t)p->n_tasks * sizeof *s->done);
     if (!s->envs || !s->barriers || !s->done)
         return bpi_fail(BP_ENOMEM, "bp_net_create: cannot allocate the scheduler");
-    for (int g = 0; g < p->n_groups; g++) {
+    for (int g = 0; g < s->n_envs; g++) {
         bpi_gemm_env *e = &s->envs[g];
         *e = net->ctx->gemm;
         e->n_threads = p->groups[g].n_threads;
@@ -199,7 +202,7 @@ void bpi_sched_destroy(bpi_sched *s)
 {
     if (!s)
         return;
-    for (int g = 0; s->envs && g < s->plan.n_groups; g++)
+    for (int g = 0; s->envs && g < s->n_envs; g++)
         bpi_free(s->envs[g].workspace);
     bpi_free(s->envs);
     bpi_free(s->barriers);
@@ -265,14 +268,11 @@ static void run_task(bp_net *net, bpi_sched *s, const bpi_team *team, int g, con
     }
 }
 
-/* Thread tid of the region: find its group, then work through the group's
- * tasks in order, waiting for each task's dependencies. */
-static void run_thread(bp_net *net, bpi_sched *s, int tid)
+/* Group g's list (g = n_groups: the joint one), on this thread as member
+ * of the team. */
+static void run_list(bp_net *net, bpi_sched *s, int tid, int g)
 {
     const bpi_plan *p = &s->plan;
-    int g = 0;
-    while (g + 1 < p->n_groups && tid >= p->groups[g + 1].first_thread)
-        g++;
     bpi_team team = {tid - p->groups[g].first_thread, p->groups[g].n_threads, &s->barriers[g]};
     for (int k = p->start[g]; k < p->start[g + 1]; k++) {
         const bpi_task *t = &p->tasks[p->order[k]];
@@ -290,6 +290,20 @@ static void run_thread(bp_net *net, bpi_sched *s, int tid)
         if (team.rank == 0)
             atomic_store_explicit(&s->done[p->order[k]], 1, memory_order_release);
     }
+}
+
+/* Thread tid of the region: its group's list, then the joint list with
+ * every other thread. A member may start its share of a joint task while
+ * others still finish their lists: the engine splits the work without
+ * waiting, and the task's barrier ends it. */
+static void run_thread(bp_net *net, bpi_sched *s, int tid)
+{
+    const bpi_plan *p = &s->plan;
+    int g = 0;
+    while (g + 1 < p->n_groups && tid >= p->groups[g + 1].first_thread)
+        g++;
+    run_list(net, s, tid, g);
+    run_list(net, s, tid, p->n_groups);
 }
 
 int bpi_sched_backward(bp_net *net, bpi_sched *s)

@@ -19,6 +19,10 @@ typedef struct partition {
  * it the model's error is larger than the gain. */
 #define MIN_GAIN 1.03
 
+/* Joint weight gradients tried: those that become ready only as the
+ * critical path ends (the first layer's, sometimes the second's). */
+#define MAX_JOINT 2
+
 static const bpi_core *core_of(const bpi_plan_input *in, int thread)
 {
     return &in->topo->cores[thread % in->topo->n_cores];
@@ -87,13 +91,14 @@ static double task_cost(const bpi_plan_input *in, const bpi_task *t, const bpi_g
 
 /* ------------------------------------------------------- the simulation */
 
+/* groups[0 .. n) from the partition, groups[n] all threads (joint). */
 static void describe_groups(const bpi_plan_input *in, const partition *part, bpi_plan *p)
 {
     p->n_groups = part->n;
-    for (int g = 0; g < part->n; g++) {
+    for (int g = 0; g <= part->n; g++) {
         bpi_group *G = &p->groups[g];
-        G->first_thread = part->first[g];
-        G->n_threads = part->size[g];
+        G->first_thread = g < part->n ? part->first[g] : 0;
+        G->n_threads = g < part->n ? part->size[g] : in->n_threads;
         G->numa = core_of(in, G->first_thread)->numa;
         char l3[BPI_TOPO_MAX_CORES] = {0}, numa[BPI_TOPO_MAX_CORES] = {0};
         char pack[BPI_TOPO_MAX_CORES] = {0};
@@ -132,20 +137,26 @@ static void place(const bpi_plan_input *in, bpi_plan *p, bpi_task *t, int g, dou
 }
 
 /* List scheduling: the critical path on group 0 first (it depends on nothing
- * else), then each DW on the group where it finishes earliest, NORM on group
- * 0, each UPDATE where its DW ran. Returns the makespan. */
-static double simulate(const bpi_plan_input *in, const partition *part, bpi_plan *p)
+ * else), then each DW on the group where it finishes earliest, but for the
+ * last n_joint DW (the first layers'), which go to the joint list; NORM on
+ * group 0 and each UPDATE where its DW ran, or all of them joint when any
+ * DW is. Joint tasks start when every group is done. Returns the makespan. */
+static double simulate(const bpi_plan_input *in, const partition *part, int n_joint,
+                       bpi_plan *p)
 {
-    double free_at[BPI_SCHED_MAX_GROUPS] = {0};
+    double free_at[BPI_SCHED_MAX_GROUPS + 1] = {0};
+    int joint = part->n, n_dw = 0;
     describe_groups(in, part, p);
-    for (int k = 0; k < p->n_tasks; k++)
+    for (int k = 0; k < p->n_tasks; k++) {
         p->tasks[k].end = 0.0;
+        n_dw += p->tasks[k].kind == BPI_T_DW;
+    }
     for (int k = 0; k < p->n_tasks; k++)
         if (p->tasks[k].kind == BPI_T_ACT || p->tasks[k].kind == BPI_T_DX)
             place(in, p, &p->tasks[k], 0, free_at);
-    for (int k = 0; k < p->n_tasks; k++) {
+    for (int k = 0, dw = 0; k < p->n_tasks; k++) {
         bpi_task *t = &p->tasks[k];
-        if (t->kind != BPI_T_DW)
+        if (t->kind != BPI_T_DW || dw++ >= n_dw - n_joint)
             continue;
         int best = 0;
         double best_end = 0.0;
@@ -158,12 +169,19 @@ static double simulate(const bpi_plan_input *in, const partition *part, bpi_plan
         }
         place(in, p, t, best, free_at);
     }
+    for (int g = 0; g < part->n; g++)
+        free_at[joint] = free_at[g] > free_at[joint] ? free_at[g] : free_at[joint];
+    for (int k = 0, dw = 0; k < p->n_tasks; k++)
+        if (p->tasks[k].kind == BPI_T_DW && dw++ >= n_dw - n_joint)
+            place(in, p, &p->tasks[k], joint, free_at);
     for (int k = 0; k < p->n_tasks; k++) {
         bpi_task *t = &p->tasks[k];
         if (t->kind == BPI_T_NORM)
-            place(in, p, t, 0, free_at);
+            place(in, p, t, n_joint ? joint : 0, free_at);
         else if (t->kind == BPI_T_UPDATE)
-            place(in, p, t, p->tasks[bpi_plan_find(p, BPI_T_DW, t->layer)].group, free_at);
+            place(in, p, t,
+                  n_joint ? joint : p->tasks[bpi_plan_find(p, BPI_T_DW, t->layer)].group,
+                  free_at);
     }
     double makespan = 0.0;
     for (int k = 0; k < p->n_tasks; k++)
@@ -238,7 +256,7 @@ static int candidates(const bpi_plan_input *in, partition *out, int cap)
 static void group_orders(bpi_plan *p)
 {
     int at = 0;
-    for (int g = 0; g < p->n_groups; g++) {
+    for (int g = 0; g <= p->n_groups; g++) {
         p->start[g] = at;
         for (int k = 0; k < p->n_tasks; k++)
             if (p->tasks[k].group == g)
@@ -253,7 +271,7 @@ static void group_orders(bpi_plan *p)
                 p->order[j - 1] = tmp;
             }
     }
-    p->start[p->n_groups] = at;
+    p->start[p->n_groups + 1] = at;
 }
 
 static bp_status check_input(const bpi_plan_input *in)
@@ -284,16 +302,17 @@ bp_status bpi_plan_build(const bpi_plan_input *in, bpi_plan *plan)
     build_graph(in, plan);
 
     partition cand[16];
-    int n_cand = candidates(in, cand, 16), best = 0;
+    int n_cand = candidates(in, cand, 16), best = 0, best_joint = 0;
     double best_time = 0.0;
-    for (int c = 0; c < n_cand; c++) {
-        double t = simulate(in, &cand[c], plan);
-        if (c == 0)
-            plan->sequential = best_time = t;
-        else if (t * MIN_GAIN < plan->sequential && t < best_time)
-            best = c, best_time = t;
-    }
-    plan->makespan = simulate(in, &cand[best], plan);
+    for (int c = 0; c < n_cand; c++)
+        for (int j = 0; j <= (c ? MAX_JOINT : 0) && (size_t)j <= in->n_layers; j++) {
+            double t = simulate(in, &cand[c], j, plan);
+            if (c == 0)
+                plan->sequential = best_time = t;
+            else if (t * MIN_GAIN < plan->sequential && t < best_time)
+                best = c, best_joint = j, best_time = t;
+        }
+    plan->makespan = simulate(in, &cand[best], best_joint, plan);
     group_orders(plan);
     for (int i = 0; i < plan->n_layers; i++)
         plan->layer_numa[i] = plan->groups[plan->tasks[bpi_plan_find(plan, BPI_T_DW, i)].group].numa;

@@ -22,8 +22,13 @@
  * its smaller memory bandwidth, and fusing it is the next step.
  *
  * Groups are disjoint ranges of the region's threads, cut along the cache
- * domains hwloc reports; group 0 runs the critical path. Several partitions
- * are simulated with the cost model (sched_cost.c) and the fastest wins; the
+ * domains hwloc reports; group 0 runs the critical path. Once every group
+ * has worked through its list, all threads together (the "joint" group,
+ * index n_groups) run the joint list: the weight gradients of the first
+ * layers, which become ready only when the critical path ends and would
+ * otherwise leave all groups but one idle (and then NORM and every UPDATE).
+ * Several partitions, each with 0, 1 or 2 joint weight gradients, are
+ * simulated with the cost model (sched_cost.c) and the fastest wins; the
  * single group of all threads (the sequential baseline) is always a
  * candidate, so a plan is never predicted slower than it. */
 #ifndef BP_SCHED_PLAN_H
@@ -41,7 +46,7 @@ typedef enum bpi_task_kind { BPI_T_ACT, BPI_T_DX, BPI_T_DW, BPI_T_NORM, BPI_T_UP
 typedef struct bpi_task {
     bpi_task_kind kind;
     int layer;               /* -1 for NORM */
-    int group;
+    int group;               /* n_groups: joint, on all threads */
     int n_deps;
     int deps[2];             /* task indices; NORM's dependencies are all DW tasks */
     double cost;             /* predicted seconds on its group */
@@ -68,9 +73,10 @@ typedef struct bpi_plan_input {
 typedef struct bpi_plan {
     int n_layers, n_tasks, n_groups;
     bpi_task *tasks;             /* n_tasks, in a valid (topological) order */
-    bpi_group groups[BPI_SCHED_MAX_GROUPS];
-    int *order;                  /* tasks of group g: order[start[g] .. start[g + 1]) */
-    int start[BPI_SCHED_MAX_GROUPS + 1];
+    bpi_group groups[BPI_SCHED_MAX_GROUPS + 1]; /* [n_groups]: all threads (joint) */
+    int *order;                  /* tasks of group g: order[start[g] .. start[g + 1]),
+                                    g = n_groups the joint list (may be empty) */
+    int start[BPI_SCHED_MAX_GROUPS + 2];
     int *layer_numa;             /* NUMA node for each layer's parameters and state */
     double makespan;             /* predicted seconds of this plan */
     double sequential;           /* predicted seconds of the baseline */

@@ -43,11 +43,16 @@ static void describe(text *t, const bpi_plan_input *in, const bpi_plan *p)
     put(t, "predicted: %.1f us scheduled, %.1f us sequential (%.2fx)%s\n", p->makespan * 1e6,
         p->sequential * 1e6, p->sequential / p->makespan,
         p->n_groups == 1 ? ": the sequential backward is kept" : "");
-    for (int g = 0; g < p->n_groups; g++) {
+    for (int g = 0; g <= p->n_groups; g++) {
         const bpi_group *G = &p->groups[g];
-        put(t, "group %d: threads %d-%d (%d), NUMA node %d, %d L3 domain%s%s\n", g,
-            G->first_thread, G->first_thread + G->n_threads - 1, G->n_threads, G->numa, G->n_l3,
-            G->n_l3 == 1 ? "" : "s", g == 0 ? ", critical path" : "");
+        if (g == p->n_groups && p->start[g] == p->start[g + 1])
+            break;
+        if (g == p->n_groups)
+            put(t, "joint: all threads (%d), when every group is done\n", G->n_threads);
+        else
+            put(t, "group %d: threads %d-%d (%d), NUMA node %d, %d L3 domain%s%s\n", g,
+                G->first_thread, G->first_thread + G->n_threads - 1, G->n_threads, G->numa,
+                G->n_l3, G->n_l3 == 1 ? "" : "s", g == 0 ? ", critical path" : "");
         for (int k = p->start[g]; k < p->start[g + 1]; k++) {
             const bpi_task *x = &p->tasks[p->order[k]];
             put(t, "  %9.1f - %9.1f us  %-26s", x->start * 1e6, x->end * 1e6, kind_name(x->kind));

@@ -84,8 +84,8 @@ static void check_plan(const bpi_plan_input *in, const bpi_plan *p, const char *
     /* Each task once, in its group's list. */
     int *seen = calloc((size_t)p->n_tasks, sizeof *seen);
     ck_assert_ptr_nonnull(seen);
-    ck_assert_int_eq(p->start[p->n_groups], p->n_tasks);
-    for (int g = 0; g < p->n_groups; g++)
+    ck_assert_int_eq(p->start[p->n_groups + 1], p->n_tasks);
+    for (int g = 0; g <= p->n_groups; g++)
         for (int k = p->start[g]; k < p->start[g + 1]; k++) {
             ck_assert_int_eq(p->tasks[p->order[k]].group, g);
             seen[p->order[k]]++;
@@ -93,6 +93,16 @@ static void check_plan(const bpi_plan_input *in, const bpi_plan *p, const char *
     for (int t = 0; t < p->n_tasks; t++)
         ck_assert_msg(seen[t] == 1, "%s: task %d listed %d times", what, t, seen[t]);
     free(seen);
+    /* The joint list: all threads, after every group's last task. */
+    const bpi_group *all = &p->groups[p->n_groups];
+    ck_assert(all->first_thread == 0 && all->n_threads == in->n_threads);
+    for (int k = p->start[p->n_groups]; k < p->n_tasks; k++) {
+        const bpi_task *x = &p->tasks[p->order[k]];
+        for (int y = 0; y < p->start[p->n_groups]; y++)
+            ck_assert_msg(p->tasks[p->order[y]].end <= x->start,
+                          "%s: joint task %d starts before a group's task %d ends", what,
+                          p->order[k], p->order[y]);
+    }
     /* Dependencies respected, in the predicted times and in each list's order. */
     for (int t = 0; t < p->n_tasks; t++) {
         const bpi_task *x = &p->tasks[t];
@@ -114,17 +124,32 @@ static void check_plan(const bpi_plan_input *in, const bpi_plan *p, const char *
             ck_assert_int_eq(x->group, 0);
         }
     }
-    for (int g = 0; g < p->n_groups; g++)
+    for (int g = 0; g <= p->n_groups; g++)
         for (int k = p->start[g] + 1; k < p->start[g + 1]; k++)
             ck_assert(p->tasks[p->order[k - 1]].start <= p->tasks[p->order[k]].start);
-    /* Memory: each layer's parameters live where its gradients are made. */
+    /* Memory: each layer's parameters live where its gradients are made.
+     * Each update runs where its gradient was made; with joint weight
+     * gradients NORM (which waits for them all) and so every update are
+     * joint, as a group's list may not wait for the joint one, which runs
+     * after it: nothing in a group's list depends on a joint task. */
+    int joint_dw = 0;
+    for (int k = p->start[p->n_groups]; k < p->n_tasks; k++)
+        joint_dw |= p->tasks[p->order[k]].kind == BPI_T_DW;
+    for (int k = 0; k < p->start[p->n_groups]; k++) {
+        const bpi_task *x = &p->tasks[p->order[k]];
+        for (int d = 0; d < x->n_deps; d++)
+            ck_assert_msg(p->tasks[x->deps[d]].group < p->n_groups,
+                          "%s: task %d of group %d waits for joint task %d", what, p->order[k],
+                          x->group, x->deps[d]);
+        ck_assert(!(x->kind == BPI_T_NORM && joint_dw));
+    }
     for (int i = 0; i < p->n_layers; i++) {
         int dw = bpi_plan_find(p, BPI_T_DW, i);
         ck_assert_int_ge(dw, 0);
         ck_assert_int_eq(p->layer_numa[i], p->groups[p->tasks[dw].group].numa);
         int up = bpi_plan_find(p, BPI_T_UPDATE, i);
         if (up >= 0)
-            ck_assert_int_eq(p->tasks[up].group, p->tasks[dw].group);
+            ck_assert_int_eq(p->tasks[up].group, joint_dw ? p->n_groups : p->tasks[dw].group);
     }
     ck_assert_msg(p->makespan <= p->sequential, "%s: plan %g s slower than sequential %g s",
                   what, p->makespan, p->sequential);
@@ -220,76 +245,114 @@ static int plans_dx0(const bp_net *net)
     return dx0;
 }
 
-/* Two training steps with Adam; returns every parameter and gradient. */
-static float *run_steps(int threads, bp_backward_mode mode, int *scheduled, size_t *count)
+/* A net to train: widths[0] inputs, n layers; with the first layer's input
+ * gradient or not. */
+typedef struct net_shape {
+    size_t widths[6], n, batch;
+    int input_grad;
+} net_shape;
+
+/* Whether the plan has a joint list (sched_plan.h). */
+static int plans_joint(const bp_net *net)
 {
-    size_t widths[] = {96, 128, 128, 128, 10}, n = 4, B = 32;
+    const bpi_plan *p = net->sched ? &net->sched->plan : NULL;
+    return p && p->start[p->n_groups + 1] > p->start[p->n_groups];
+}
+
+/* Two training steps with Adam; returns every parameter and gradient (and
+ * the input gradient when asked for). */
+static float *run_steps(const net_shape *sh, int threads, bp_backward_mode mode, int *scheduled,
+                        int *joint, size_t *count)
+{
+    size_t B = sh->batch, n_x = B * sh->widths[0];
     bp_ctx *ctx;
     OK(bp_ctx_create(&ctx, threads));
     OK(bp_ctx_set_backward(ctx, mode));
-    bp_net *net = make_net(ctx, widths, n, B);
+    bp_net *net = make_net(ctx, (size_t *)sh->widths, sh->n, B);
     ck_assert_msg(!plans_dx0(net), "input gradient planned but not asked for");
-    OK(bp_net_set_input_grad(net, 1));
+    if (sh->input_grad) {
+        OK(bp_net_set_input_grad(net, 1));
+        ck_assert_msg(!net->sched || plans_dx0(net), "input gradient asked for but not planned");
+    }
     *scheduled = net->sched != NULL;
-    ck_assert_msg(!net->sched || plans_dx0(net), "input gradient asked for but not planned");
+    *joint = plans_joint(net);
     bp_optim *opt;
     bp_optim_config cfg;
     OK(bp_optim_config_default(&cfg, BP_OPTIM_ADAM));
     OK(bp_optim_create(&opt, net, &cfg));
-    float X[32 * 96];
-    int32_t y[32];
+    float *X = malloc(n_x * sizeof *X);
+    int32_t *y = malloc(B * sizeof *y);
+    ck_assert(X && y);
     tu_rng r;
     tu_seed(&r, 4);
-    tu_fill(&r, X, sizeof X / sizeof X[0], -1, 1);
+    tu_fill(&r, X, n_x, -1, 1);
     for (size_t i = 0; i < B; i++)
         y[i] = (int32_t)(tu_next(&r) % 10);
     float loss;
     for (int s = 0; s < 2; s++)
         OK(bp_train_step(net, opt, X, y, NULL, B, &loss));
     /* Gradients of the last step, then the parameters after it, then dX. */
-    size_t total = 2 * net->block_floats + B * widths[0], at = 0;
+    size_t total = 2 * net->block_floats + (sh->input_grad ? n_x : 0), at = 0;
     float *out = malloc(total * sizeof *out);
     ck_assert_ptr_nonnull(out);
     memcpy(out + at, net->grads, net->block_floats * sizeof *out), at += net->block_floats;
     memcpy(out + at, net->params, net->block_floats * sizeof *out), at += net->block_floats;
-    const float *dX;
-    OK(bp_net_input_grad(net, 0, &dX, NULL, NULL));
-    memcpy(out + at, dX, B * widths[0] * sizeof *out);
+    if (sh->input_grad) {
+        const float *dX;
+        OK(bp_net_input_grad(net, 0, &dX, NULL, NULL));
+        memcpy(out + at, dX, n_x * sizeof *out);
+    }
     *count = total;
+    free(X);
+    free(y);
     bp_optim_destroy(opt);
     bp_net_destroy(net);
     bp_ctx_destroy(ctx);
     return out;
 }
 
+/* Both shapes on 1, 2 and (oversubscribed) 4 threads, sequential and
+ * scheduled, against the 1-thread sequential run. The second shape (no
+ * input gradient, the first layer's weight gradient last) is one where the
+ * planner runs weight gradients jointly on this 2-core machine. */
 START_TEST(scheduled_equals_sequential_bitwise)
 {
-    int sched;
-    size_t n_ref, n;
-    float *ref = run_steps(1, BP_BACKWARD_SEQUENTIAL, &sched, &n_ref);
-    ck_assert(!sched);
-    int any_scheduled = 0;
-    const int threads[] = {1, 2, 4};
-    for (int m = 0; m < 2; m++)
-        for (size_t t = 0; t < 3; t++) {
-            float *got = run_steps(threads[t], m ? BP_BACKWARD_SCHEDULED : BP_BACKWARD_SEQUENTIAL,
-                                   &sched, &n);
-            any_scheduled |= sched;
-            ck_assert(n == n_ref);
-            ck_assert_msg(memcmp(ref, got, n * sizeof *got) == 0,
-                          "%s backward on %d threads differs from 1-thread sequential",
-                          m ? "scheduled" : "sequential", threads[t]);
-            free(got);
-        }
-    /* The comparison means something only if some run used the plan; on a
-     * 1-core machine, or without OpenMP (one thread), nothing is scheduled. */
+    static const net_shape shapes[] = {{{96, 128, 128, 128, 10}, 4, 32, 1},
+                                       {{256, 256, 256, 10}, 3, 32, 0}};
+    int any_scheduled = 0, any_joint = 0;
+    for (size_t k = 0; k < 2; k++) {
+        int sched, joint;
+        size_t n_ref, n;
+        float *ref = run_steps(&shapes[k], 1, BP_BACKWARD_SEQUENTIAL, &sched, &joint, &n_ref);
+        ck_assert(!sched);
+        const int threads[] = {1, 2, 4};
+        for (int m = 0; m < 2; m++)
+            for (size_t t = 0; t < 3; t++) {
+                float *got = run_steps(&shapes[k], threads[t],
+                                       m ? BP_BACKWARD_SCHEDULED : BP_BACKWARD_SEQUENTIAL,
+                                       &sched, &joint, &n);
+                any_scheduled |= sched;
+                any_joint |= joint;
+                ck_assert(n == n_ref);
+                ck_assert_msg(memcmp(ref, got, n * sizeof *got) == 0,
+                              "shape %zu: %s backward on %d threads differs from 1-thread "
+                              "sequential", k, m ? "scheduled" : "sequential", threads[t]);
+                free(got);
+            }
+        free(ref);
+    }
+    /* The comparison means something only if some run used the plan (and
+     * its joint list); on a 1-core machine, or without OpenMP (one thread),
+     * nothing is scheduled. */
     bp_ctx *ctx;
     OK(bp_ctx_create(&ctx, 0));
-    if (ctx->cores->n_cores >= 2 && (bp_build_features() & BP_FEATURE_OPENMP))
+    if (ctx->cores->n_cores >= 2 && (bp_build_features() & BP_FEATURE_OPENMP)) {
         ck_assert_msg(any_scheduled, "no configuration was scheduled on %d cores",
                       ctx->cores->n_cores);
+        ck_assert_msg(any_joint, "no plan with a joint list ran on %d cores",
+                      ctx->cores->n_cores);
+    }
     bp_ctx_destroy(ctx);
-    free(ref);
 }
 END_TEST
 
@@ -303,9 +366,10 @@ START_TEST(binding_is_restored)
     ck_assert_int_eq(hwloc_topology_load(topo), 0);
     hwloc_bitmap_t before = hwloc_bitmap_alloc(), after = hwloc_bitmap_alloc();
     ck_assert_int_eq(hwloc_get_cpubind(topo, before, HWLOC_CPUBIND_THREAD), 0);
-    int sched;
+    static const net_shape shape = {{256, 256, 256, 10}, 3, 32, 0}; /* a joint list */
+    int sched, joint;
     size_t n;
-    free(run_steps(2, BP_BACKWARD_SCHEDULED, &sched, &n));
+    free(run_steps(&shape, 2, BP_BACKWARD_SCHEDULED, &sched, &joint, &n));
     ck_assert_int_eq(hwloc_get_cpubind(topo, after, HWLOC_CPUBIND_THREAD), 0);
     ck_assert_msg(hwloc_bitmap_isequal(before, after), "the caller's binding changed");
     hwloc_bitmap_free(before);
