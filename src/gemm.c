@@ -437,8 +437,12 @@ static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
  * times, so for a skinny M (the input gradient at training batches) the
  * copy costs more than the kernels' strided reads. Up to
  * BPI_GEMM_DIRECT_B_MAX_PANELS panels, except that from 5 on rows of B a
- * multiple of 4 KiB apart are packed: they fall into so few cache sets
- * that the strip does not stay in L2 from one panel to the next. Measured
+ * multiple of 4 KiB apart are packed when B would stay in cache (within
+ * the KC NC share of L3): they fall into so few cache sets that the strip
+ * does not stay in L2 from one panel to the next (64x1024x1024 NN, below).
+ * A larger B streams from memory either way, and in place it streams once
+ * (64x4096x4096 NN 158 -> 164 GFLOP/s on 1 thread, 300 -> 308 on 2,
+ * medians of 5 alternating runs). Measured
  * (AVX-512 8x48, this Zen 5 VM, 1 thread, GFLOP/s packed -> in place, NN):
  * 16x512x512 139 -> 195, 32x784x256 163 -> 202, 32x4096x4096 127 -> 154,
  * 64x512x512 189 -> 207, 64x1024x1024 184 -> 177; at 16 panels (M = 128)
@@ -446,8 +450,10 @@ static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
 static int use_direct_b(const gemm_job *job, size_t mc)
 {
     size_t panels = ceil_div(mc, job->ukr->mr);
+    int b_cached = (double)job->K * (double)job->N <= (double)job->blk.kc * (double)job->blk.nc;
     return job->ukr->fn_direct_b && !job->trans_b &&
-           (panels <= 4 || (panels <= BPI_GEMM_DIRECT_B_MAX_PANELS && job->ldb % 1024 != 0));
+           (panels <= 4 || (panels <= BPI_GEMM_DIRECT_B_MAX_PANELS &&
+                            (job->ldb % 1024 != 0 || !b_cached)));
 }
 
 /* Arrange nt threads as a tm x tn grid: tm split the rows of C (whole MR
