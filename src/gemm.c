@@ -398,12 +398,14 @@ static uint32_t macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc
 
 /* Work below this many flops per thread does not pay for waking a thread:
  * with no barriers inside the engine, the cost of a second thread is the
- * fork/join of one OpenMP region, a few microseconds. Measured (AVX-512
- * 8x48, this 2-core VM, best of 400 calls, 1 against 2 threads): 48^3
- * (0.22 MFLOP) 2.6 / 3.1 us, 64^3 (0.52 MFLOP) 7.9 / 5.8 us, 80^3 12.0 /
- * 8.2 us, 32x128x128 NT 12.4 / 10.0 us: the crossover lies near 0.3 MFLOP
- * in all, so 0.25 MFLOP per thread. */
-#define MIN_FLOPS_PER_THREAD 0.25e6
+ * fork/join of one OpenMP region, a few microseconds. Measured first on an
+ * Intel VM (crossover near 0.3 MFLOP in all); on the Zen 5 VMs, whose
+ * paravirtualised fork/join costs more and whose kernel is faster (median
+ * GFLOP/s of 15 runs, 1 against 2 threads): 64^3 (0.52 MFLOP) 177 / 100,
+ * 80^3 (1.0) 185 / 159, 32x128x128 NT (1.0) 151 / 135, 96^3 (1.8) 195 /
+ * 241, 16x256x256 NN (2.1) 194 / 218: the crossover lies near 1.3 MFLOP,
+ * so 0.6 MFLOP per thread. */
+#define MIN_FLOPS_PER_THREAD 0.6e6
 
 /* Part `idx` of `units` split into `parts` nearly equal ranges [*lo, *hi). */
 static void split_range(size_t units, size_t parts, size_t idx, size_t *lo, size_t *hi)

@@ -729,7 +729,7 @@ START_TEST(test_threads_bitwise)
     tu_rng rng;
     tu_seed(&rng, 8);
     bpi_gemm_blocking typical = typical_blocking(), small = {12, 48, 64};
-    /* Shapes above the engine's threading threshold (0.25 MFLOP per
+    /* Shapes above the engine's threading threshold (0.6 MFLOP per
      * thread) except the first two; the small blocking gives several NC
      * and MC blocks and K blocks per call, but few (valgrind is slow). */
     const struct { spec s; int small; } cases[] = {
