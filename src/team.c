@@ -16,12 +16,12 @@
  * Long enough to catch a dependency finishing on another core: the waits
  * of a plan are about one GEMM long, tens to hundreds of microseconds, and
  * sleeping costs far more than asked on a paravirtualised guest (a 20 us
- * nap took 93 us on the Zen 5 VMs, so a backward of 512 x 3 at batch 64
- * that slept after 1024 pauses, 19 us, lost 100 us in naps: 0.76x the
- * sequential backward instead of 1.1x). Short enough not to burn a core
- * for long when the thread we wait for is not running (a shared machine):
- * yielding does not give the core away under Linux's CFS, a nap does. The
- * clock is read once per SPIN_CHECK pauses. */
+ * nap took 93 us on the Zen 5 VMs: a scheduled backward of 512 x 3 at
+ * batch 64 that slept after 1024 pauses, 19 us, lost 100 us in naps and
+ * ran at 0.76x the sequential backward, 1.01x once it spun). Short enough
+ * not to burn a core for long when the thread we wait for is not running
+ * (a shared machine): yielding does not give the core away under Linux's
+ * CFS, a nap does. The clock is read once per SPIN_CHECK pauses. */
 #define SPIN_NS 1000000LL
 #define SPIN_CHECK 64
 #define SLEEP_NS 20000
