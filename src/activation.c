@@ -40,8 +40,9 @@ static inline float dact_one(bp_activation act, float alpha, float z, float a)
 
 /* One loop nest per activation, so that each inner loop is a plain loop
  * the compiler vectorises (ReLU, leaky ReLU and identity entirely; the
- * others around their libm calls), with the choice of activation made once
- * per block rather than per row. The expressions are act_one's and
+ * others around their libm calls), for AVX-512 and AVX2 too where gcc
+ * clones them (parallel.h: same bits), with the choice of activation made
+ * once per block rather than per row. The expressions are act_one's and
  * dact_one's, element by element: a result does not depend on how the
  * elements are cut into blocks, so the GEMM write-back (gemm.h's epilogue)
  * may run them block by block and give the bits of one pass over all. */
@@ -57,8 +58,11 @@ static inline float dact_one(bp_activation act, float alpha, float z, float a)
         }                                               \
     } while (0)
 
-void bpi_act_forward_block(bp_activation act, float alpha, const float *Z, size_t ldz,
-                           float *A, size_t lda, size_t h, size_t w)
+/* Static, as every clone set must be: gcc's dispatcher of an external
+ * function would be exported from the shared library. */
+BPI_VECTOR_CLONES
+static void act_forward_block(bp_activation act, float alpha, const float *Z, size_t ldz,
+                              float *A, size_t lda, size_t h, size_t w)
 {
     switch (act) {
     case BP_ACT_IDENTITY:
@@ -91,9 +95,10 @@ void bpi_act_forward_block(bp_activation act, float alpha, const float *Z, size_
         }                                                               \
     } while (0)
 
-void bpi_act_backward_block(bp_activation act, float alpha, const float *Z, const float *A,
-                            size_t ld, const float *dA, size_t ldda, float *dZ, size_t h,
-                            size_t w)
+BPI_VECTOR_CLONES
+static void act_backward_block(bp_activation act, float alpha, const float *Z, const float *A,
+                               size_t ld, const float *dA, size_t ldda, float *dZ, size_t h,
+                               size_t w)
 {
     switch (act) {
     case BP_ACT_IDENTITY:
@@ -115,6 +120,19 @@ void bpi_act_backward_block(bp_activation act, float alpha, const float *Z, cons
         DACT_LOOP(dZr[i] = dAr[i] * dact_one(act, alpha, Zr[i], Ar[i]));
         return;
     }
+}
+
+void bpi_act_forward_block(bp_activation act, float alpha, const float *Z, size_t ldz,
+                           float *A, size_t lda, size_t h, size_t w)
+{
+    act_forward_block(act, alpha, Z, ldz, A, lda, h, w);
+}
+
+void bpi_act_backward_block(bp_activation act, float alpha, const float *Z, const float *A,
+                            size_t ld, const float *dA, size_t ldda, float *dZ, size_t h,
+                            size_t w)
+{
+    act_backward_block(act, alpha, Z, A, ld, dA, ldda, dZ, h, w);
 }
 
 /* The whole arrays on n_threads threads: one block row per fixed chunk. */
