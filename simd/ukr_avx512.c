@@ -33,7 +33,10 @@
  * the full tile (nv = NV) and the narrow ones for the last strip of an N
  * that is not a multiple of 48, which would otherwise compute 48 columns to
  * keep 16 or 32. B's packed rows stay NR wide; each kept element gets the
- * same FMAs in the same order as in the full tile. */
+ * same FMAs in the same order as in the full tile. Row p of B is at
+ * b + p ldb: ldb = NR for a packed micro-panel, B's own leading dimension
+ * for fn_direct_b (the same arithmetic on the same values, so the same
+ * bits). */
 static inline __attribute__((always_inline)) void
 ukr_cols(size_t kc, const float *restrict a, const float *restrict b, size_t ldb,
          float *restrict c, size_t ldc, float alpha, float beta, const int nv,
