@@ -449,13 +449,19 @@ static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
  * 16x512x512 139 -> 195, 32x784x256 163 -> 202, 32x4096x4096 127 -> 154,
  * 64x512x512 189 -> 207, 64x1024x1024 184 -> 177; at 16 panels (M = 128)
  * 128x784x256 201 -> 216 but 128x1024x1024 203 -> 188. */
+/* Whether all of op(B) fits the share of L3 the blocking gives a B panel
+ * (KC NC floats): beyond it, B streams from memory. */
+static int b_fits_cache(const gemm_job *job)
+{
+    return (double)job->K * (double)job->N <= (double)job->blk.kc * (double)job->blk.nc;
+}
+
 static int use_direct_b(const gemm_job *job, size_t mc)
 {
     size_t panels = ceil_div(mc, job->ukr->mr);
-    int b_cached = (double)job->K * (double)job->N <= (double)job->blk.kc * (double)job->blk.nc;
     return job->ukr->fn_direct_b && !job->trans_b &&
            (panels <= 4 || (panels <= BPI_GEMM_DIRECT_B_MAX_PANELS &&
-                            (job->ldb % 1024 != 0 || !b_cached)));
+                            (job->ldb % 1024 != 0 || !b_fits_cache(job))));
 }
 
 /* Arrange nt threads as a tm x tn grid: tm split the rows of C (whole MR
@@ -482,7 +488,7 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
      * (KC NC), every row group of threads streams it from memory, which
      * costs like packing: 64x4096x4096 NN on 2 threads ran 324 GFLOP/s split
      * over columns, 246 over rows. */
-    int b_cached = (double)job->K * (double)job->N <= (double)job->blk.kc * (double)job->blk.nc;
+    int b_cached = b_fits_cache(job);
     double best = -1.0;
     *tm = nt;
     *tn = 1;
@@ -616,6 +622,7 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
         split_range(ceil_div(nc, nr), tn, tj, &lo, &hi);
         for (size_t ic = row_lo; ic < row_hi && lo < hi; ic += blk->mc) {
             size_t mc = size_min(blk->mc, row_hi - ic);
+            int direct = use_direct_b(job, mc);
             for (size_t pc = 0; pc < job->K; pc += blk->kc) {
                 size_t kc = size_min(blk->kc, job->K - pc);
                 /* beta scales C once; later K blocks add to it. A seed
@@ -629,7 +636,6 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                  * and page: 4096x4096x32 TN 46 -> 120 GFLOP/s, 1024x1024x32
                  * 85 -> 136. With several K blocks one strip at a time is
                  * better (64x1024x1024 NN/NT 8-10 %, 64x4096^2 NT 20 %). */
-                int direct = use_direct_b(job, mc);
                 size_t a_used = bpi_round_floats(ceil_div(mc, mr) * mr * kc);
                 float *panel = packed_a + a_used;
                 size_t group = job->K <= blk->kc ? (job->t_stride - a_used) / (kc * nr) : 1;

@@ -149,7 +149,7 @@ static bp_status plan_for(const bp_net *net, bpi_plan *plan)
 static bp_status alloc_groups(bpi_sched *s, const bp_net *net)
 {
     const bpi_plan *p = &s->plan;
-    s->n_envs = p->n_groups + (p->start[p->n_groups + 1] > p->start[p->n_groups]);
+    s->n_envs = p->n_groups + bpi_plan_has_joint(p);
     s->envs = bpi_alloc_array((size_t)s->n_envs, sizeof *s->envs);
     s->barriers = bpi_alloc_array((size_t)s->n_envs, sizeof *s->barriers);
     s->done = bpi_alloc((size_t)p->n_tasks * sizeof *s->done);

@@ -86,6 +86,12 @@ typedef struct bpi_plan {
 bp_status bpi_plan_build(const bpi_plan_input *in, bpi_plan *plan);
 void bpi_plan_free(bpi_plan *plan);
 
+/* Whether the plan has a joint list (tasks all threads run at the end). */
+static inline int bpi_plan_has_joint(const bpi_plan *plan)
+{
+    return plan->start[plan->n_groups + 1] > plan->start[plan->n_groups];
+}
+
 /* Index of task (kind, layer) in plan->tasks, or -1. */
 int bpi_plan_find(const bpi_plan *plan, bpi_task_kind kind, int layer);
 

@@ -45,7 +45,7 @@ static void describe(text *t, const bpi_plan_input *in, const bpi_plan *p)
         p->n_groups == 1 ? ": the sequential backward is kept" : "");
     for (int g = 0; g <= p->n_groups; g++) {
         const bpi_group *G = &p->groups[g];
-        if (g == p->n_groups && p->start[g] == p->start[g + 1])
+        if (g == p->n_groups && !bpi_plan_has_joint(p))
             break;
         if (g == p->n_groups)
             put(t, "joint: all threads (%d), when every group is done\n", G->n_threads);

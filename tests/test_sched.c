@@ -252,13 +252,6 @@ typedef struct net_shape {
     int input_grad;
 } net_shape;
 
-/* Whether the plan has a joint list (sched_plan.h). */
-static int plans_joint(const bp_net *net)
-{
-    const bpi_plan *p = net->sched ? &net->sched->plan : NULL;
-    return p && p->start[p->n_groups + 1] > p->start[p->n_groups];
-}
-
 /* Two training steps with Adam; returns every parameter and gradient (and
  * the input gradient when asked for). */
 static float *run_steps(const net_shape *sh, int threads, bp_backward_mode mode, int *scheduled,
@@ -275,7 +268,7 @@ static float *run_steps(const net_shape *sh, int threads, bp_backward_mode mode,
         ck_assert_msg(!net->sched || plans_dx0(net), "input gradient asked for but not planned");
     }
     *scheduled = net->sched != NULL;
-    *joint = plans_joint(net);
+    *joint = net->sched && bpi_plan_has_joint(&net->sched->plan);
     bp_optim *opt;
     bp_optim_config cfg;
     OK(bp_optim_config_default(&cfg, BP_OPTIM_ADAM));
