@@ -415,6 +415,27 @@ static void split_range(size_t units, size_t parts, size_t idx, size_t *lo, size
     *hi = *lo + q + (idx < r);
 }
 
+/* Threads split C's columns in units of the kernel's narrow width when it
+ * has narrow variants (AVX-512: 16), else of whole strips: N = 256 on 2
+ * threads then splits 128 + 128 (48 + 48 + 32 each) instead of 144 + 112
+ * (three strips against two and a 16-wide one), and the narrow kernels
+ * compute each element exactly as the full one does, so the bits do not
+ * depend on where the split falls. */
+static size_t col_unit(const bpi_ukr *ukr)
+{
+    return ukr->narrow_w ? ukr->narrow_w : ukr->nr;
+}
+
+/* Thread tj of tn: columns [*lo, *hi) of an NC block nc wide. */
+static void split_cols(const bpi_ukr *ukr, size_t nc, size_t tn, size_t tj, size_t *lo,
+                       size_t *hi)
+{
+    size_t unit = col_unit(ukr);
+    split_range(ceil_div(nc, unit), tn, tj, lo, hi);
+    *lo = size_min(*lo * unit, nc);
+    *hi = size_min(*hi * unit, nc);
+}
+
 /* Threads worth using: at most env->n_threads (the workspace is sized for
  * that), at least MIN_FLOPS_PER_THREAD each, at most one per C tile. */
 static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
@@ -482,7 +503,9 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
 {
     size_t mr = job->ukr->mr, nr = job->ukr->nr, K = job->K;
     size_t m_units = ceil_div(job->M, mr);
-    size_t n_units = ceil_div(size_min(job->N, job->blk.nc), nr);
+    size_t unit = col_unit(job->ukr);
+    size_t n_units = ceil_div(size_min(job->N, job->blk.nc), unit);
+    size_t n_strips = ceil_div(size_min(job->N, job->blk.nc), nr);
     /* B read in place costs nothing beside the kernels while it comes from
      * cache; when it exceeds the share of L3 the blocking gives a B panel
      * (KC NC), every row group of threads streams it from memory, which
@@ -493,12 +516,13 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
     *tm = nt;
     *tn = 1;
     for (size_t i = 1; i <= nt; i++) {
-        size_t m = m_units >= n_units ? nt + 1 - i : i; /* preferred first */
+        size_t m = m_units >= n_strips ? nt + 1 - i : i; /* preferred first */
         if (nt % m != 0)
             continue;
         size_t n = nt / m;
         double rows = (double)(ceil_div(m_units, m) * mr);
-        double strips = (double)ceil_div(n_units, n);
+        /* NR-wide strips' worth of columns (a narrow one counts its width) */
+        double strips = (double)(ceil_div(n_units, n) * unit) / (double)nr;
         double mc_blocks = (double)ceil_div((size_t)rows, job->blk.mc);
         double tiles = rows / (double)mr * strips;
         double b_cost = use_direct_b(job, (size_t)rows) && (m == 1 || b_cached)
@@ -618,8 +642,9 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
 
     for (size_t jc = 0; jc < job->N; jc += blk->nc) {
         size_t nc = size_min(blk->nc, job->N - jc);
-        size_t lo, hi; /* this thread's strips of the NC block */
-        split_range(ceil_div(nc, nr), tn, tj, &lo, &hi);
+        size_t lo, hi; /* this thread's columns of the NC block */
+        split_cols(job->ukr, nc, tn, tj, &lo, &hi);
+        size_t n_strips = ceil_div(hi - lo, nr), j_lo = jc + lo, j_hi = jc + hi;
         for (size_t ic = row_lo; ic < row_hi && lo < hi; ic += blk->mc) {
             size_t mc = size_min(blk->mc, row_hi - ic);
             int direct = use_direct_b(job, mc);
@@ -643,16 +668,16 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                 /* The threads of a row block all pack it: the first sums. */
                 if (a_sums && jc == 0 && tj == 0)
                     add_a_sums(packed_a, mc, kc, mr, pc == 0, a_sums + ic);
-                for (size_t jp = lo; jp < hi; jp += group) {
-                    size_t jp_hi = size_min(hi, jp + group);
-                    size_t j0 = jc + jp * nr;
-                    size_t n = size_min(jc + jp_hi * nr, job->N) - j0;
+                for (size_t jp = 0; jp < n_strips; jp += group) {
+                    size_t jp_hi = size_min(n_strips, jp + group);
+                    size_t j0 = j_lo + jp * nr;
+                    size_t n = size_min(j_lo + jp_hi * nr, j_hi) - j0;
                     /* In place: the full strips; a narrow last one is
                      * packed (its rows end before NR). */
                     size_t n_direct = direct ? n / nr * nr : 0;
                     for (size_t s = jp + n_direct / nr; s < jp_hi; s++)
-                        pack_b_strip(job, pc, kc, jc + s * nr,
-                                     size_min(nr, job->N - (jc + s * nr)),
+                        pack_b_strip(job, pc, kc, j_lo + s * nr,
+                                     size_min(nr, j_hi - (j_lo + s * nr)),
                                      panel + (s - jp) * kc * nr);
                     float *c = job->C + ic * job->ldc + j0;
                     if (seed && pc == 0)
@@ -674,11 +699,9 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                         post(job->epi->ctx, c, job->ldc, ic, j0, mc, n);
                 }
             }
-            if (band_post) {
-                size_t j_lo = jc + lo * nr, j_hi = size_min(jc + hi * nr, job->N);
+            if (band_post)
                 post(job->epi->ctx, job->C + ic * job->ldc + j_lo, job->ldc, ic, j_lo, mc,
                      j_hi - j_lo);
-            }
         }
     }
     if (job->absmax)

@@ -739,6 +739,8 @@ START_TEST(test_threads_bitwise)
         {{0, 0, 1, 200, 300, 250, 2, 0.5f, 1.0f}, 1},
         {{0, 1, 0, 6, 2100, 500, 0, 1.0f, -1.0f}, 0},   /* few rows: split over N */
         {{0, 0, 1, 64, 1000, 300, 0, 1.0f, 0.0f}, 0},   /* an MLP forward, split over N */
+        /* N = 256 on 2 threads: 128 + 128 columns, a 32-wide strip inside each share */
+        {{0, 0, 1, 64, 256, 200, 0, 1.0f, 0.0f}, 0},
         {{0, 1, 0, 300, 1000, 64, 1, 1.0f, 1.0f}, 0},   /* a weight gradient: strip groups */
         {{0, 0, 0, 161, 203, 199, 1, 1.0f, 0.5f}, 1},
         {{0, 1, 1, 161, 203, 199, 1, 1.0f, 0.5f}, 0},
