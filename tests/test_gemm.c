@@ -916,6 +916,8 @@ START_TEST(test_epilogue)
         {{0, 0, 1, 13, 29, 0, 1, 1.0f, 0.0f}, 0},      /* K = 0 */
         {{0, 1, 0, 96, 200, 64, 0, 1.0f, 0.0f}, 1},    /* weight gradient: NC blocks */
         {{0, 1, 0, 10, 100, 300, 1, 1.0f, 0.0f}, 1},   /* thin: split over columns */
+        {{0, 1, 1, 16, 200, 500, 1, 1.0f, 0.0f}, 0},   /* few rows, K blocks, B packed:
+                                                          A packed whole (deep_rows) */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const spec *s = &cases[k].s;
