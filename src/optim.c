@@ -422,6 +422,23 @@ static update_args step_args(const bp_optim *opt, double sum_squares)
     return u;
 }
 
+/* The thread of nt that checks and updates work chunk k: every tensor's
+ * chunks in nt runs of (nearly) equal length, in order, rather than one
+ * static split of the whole list. Thread t then updates the t-th share of
+ * each weight matrix's rows, which is the share it just wrote of dW when
+ * the weight-gradient GEMM split rows, and the one it reads next in the
+ * forward when that splits columns (the rows of W): the lines stay in its
+ * caches instead of crossing to the other core's. Each chunk's values
+ * depend only on the chunk, so any assignment gives the same bits. */
+static int chunk_thread(const bp_optim *opt, size_t k, int nt)
+{
+    const bpi_update_chunk *c = &opt->work[k];
+    const bpi_layer *L = &opt->net->layers[c->layer];
+    size_t n = c->weight ? L->n_out * L->n_in : L->n_out;
+    size_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    return (int)(c->lo / NORM_CHUNK * (size_t)nt / chunks);
+}
+
 bp_status bp_optim_step(bp_optim *opt)
 {
     const char *fn = "bp_optim_step";
@@ -461,8 +478,10 @@ bp_status bp_optim_step(bp_optim *opt)
         proven[i] = bounds && weight_step_proven(&t, net->dW_absmax[i], &opt->weight_max[3 * i]);
         opt->proven += proven[i];
     }
-    BPI_OMP_FOR(u.n_threads, net->block_floats)
+    BPI_OMP_EACH(u.n_threads, net->block_floats, tid, nt)
     for (size_t k = 0; k < opt->n_work; k++) {
+        if (chunk_thread(opt, k, nt) != tid)
+            continue;
         tensor_update t = tensor_at(opt, u, work[k].off, work[k].weight);
         failed[k] = work[k].weight && proven[work[k].layer]
                         ? 0.0
@@ -478,8 +497,10 @@ bp_status bp_optim_step(bp_optim *opt)
                         work[k].weight ? L->n_out * L->n_in : L->n_out, fn);
     }
     uint32_t *chunk_max = opt->chunk_max;
-    BPI_OMP_FOR(u.n_threads, net->block_floats)
+    BPI_OMP_EACH(u.n_threads, net->block_floats, tid, nt)
     for (size_t k = 0; k < opt->n_work; k++) {
+        if (chunk_thread(opt, k, nt) != tid)
+            continue;
         tensor_update t = tensor_at(opt, u, work[k].off, work[k].weight);
         update_range(&t, work[k].lo, work[k].hi, &chunk_max[3 * k]);
     }

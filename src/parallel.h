@@ -15,14 +15,25 @@
 
 #define BPI_PRAGMA(x) _Pragma(#x)
 #if BP_HAVE_OPENMP
+#include <omp.h>
 #define BPI_OMP_FOR(n_threads, work)                                                    \
     BPI_PRAGMA(omp parallel num_threads(n_threads) if ((work) >= BPI_PAR_MIN_ELEMS))     \
     for (bpi_fpmode bpi_fp_ = bpi_fpmode_enter(); bpi_fp_.once; bpi_fpmode_leave(&bpi_fp_)) \
     BPI_PRAGMA(omp for schedule(static))
+/* A region in which each thread runs the statement once, knowing its
+ * number tid of nt: for loops that choose each thread's share themselves. */
+#define BPI_OMP_EACH(n_threads, work, tid, nt)                                        \
+    BPI_PRAGMA(omp parallel num_threads(n_threads) if ((work) >= BPI_PAR_MIN_ELEMS))     \
+    for (bpi_fpmode bpi_fp_ = bpi_fpmode_enter(); bpi_fp_.once; bpi_fpmode_leave(&bpi_fp_)) \
+    for (int tid = omp_get_thread_num(), nt = omp_get_num_threads(), bpi_once_ = 1;      \
+         bpi_once_; bpi_once_ = 0, (void)tid, (void)nt)
 #else
 /* Serial build: evaluate nothing, but keep the arguments "used". */
 #define BPI_OMP_FOR(n_threads, work) (void)sizeof(n_threads), (void)sizeof(work); \
     for (bpi_fpmode bpi_fp_ = bpi_fpmode_enter(); bpi_fp_.once; bpi_fpmode_leave(&bpi_fp_))
+#define BPI_OMP_EACH(n_threads, work, tid, nt) (void)sizeof(n_threads), (void)sizeof(work); \
+    for (bpi_fpmode bpi_fp_ = bpi_fpmode_enter(); bpi_fp_.once; bpi_fpmode_leave(&bpi_fp_)) \
+    for (int tid = 0, nt = 1, bpi_once_ = 1; bpi_once_; bpi_once_ = 0, (void)tid, (void)nt)
 #endif
 
 /* Element-wise hot loops (the optimizer updates and checks) are compiled
