@@ -528,8 +528,9 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
             continue;
         size_t n = nt / m;
         double rows = (double)(ceil_div(m_units, m) * mr);
-        /* NR-wide strips' worth of columns (a narrow one counts its width) */
-        double strips = (double)(ceil_div(n_units, n) * unit) / (double)nr;
+        /* the strips of a thread's columns, a narrow one counted as a full
+         * one (its kernel calls cost nearly as much) */
+        double strips = (double)ceil_div(ceil_div(n_units, n) * unit, nr);
         double mc_blocks = (double)ceil_div((size_t)rows, job->blk.mc);
         double tiles = rows / (double)mr * strips;
         double b_cost = use_direct_b(job, (size_t)rows) && (m == 1 || b_cached)
