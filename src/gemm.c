@@ -14,7 +14,9 @@
  * (When K is a single block, groups of strips are packed together and the
  * ir loop runs outside the strips of a group: see gemm_thread. When a strip
  * serves few micro-panels and op(B) = B, it is not packed at all: the
- * kernel reads B in place, see use_direct_b.)
+ * kernel reads B in place, see use_direct_b. When a thread's rows are one
+ * row block, K spans several blocks and op(B) = B^T, all of its A is packed
+ * first and the strips go outside the K blocks: see deep_rows.)
  *
  * Unlike BLIS there is no B panel shared in L3: each B micro-panel is packed
  * by the thread that uses it, just before its MC / MR kernel calls, so it is
@@ -619,12 +621,15 @@ static size_t deep_floats(const gemm_job *job, size_t mc)
 }
 
 /* A thread's rows [ic, ic + mc), one row block, against its columns
- * [j_lo, j_hi) when K spans several blocks and B is packed (the skinny
+ * [j_lo, j_hi) when K spans several blocks and op(B) = B^T (the skinny
  * forward X W^T at a training batch): every K block of those rows is
  * packed first (the workspace's spare area holds them), then the strips go
- * outside and the K blocks inside, so each strip of B is read along its
- * rows through all of K in one go rather than a KC-long piece per pass
- * over all strips. Measured (1 thread, medians of 3 alternating runs):
+ * outside and the K blocks inside, so each strip, NR rows of the stored B,
+ * is read along those rows through all of K in one go rather than a
+ * KC-long piece per pass over all strips. (With op(B) = B a strip is NR
+ * columns, and the K-block order lets neighbouring strips share each
+ * row's cache lines: 128x1024x1024 NN on 2 threads ran 0.96x as fast this
+ * way.) Measured (1 thread, medians of 3 alternating runs):
  * 64x4096x4096 NT 150 -> 155 GFLOP/s, 64x1024x1024 NT 180 -> 184; on 2
  * threads 298 -> 306 and 341 -> 349; shapes whose B stays cached
  * (128x256x784, 256x1024x1024 NT) unchanged. Each element still gets its
@@ -711,8 +716,8 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
         split_cols(job->ukr, nc, tn, tj, &lo, &hi);
         size_t n_strips = ceil_div(hi - lo, nr), j_lo = jc + lo, j_hi = jc + hi;
         size_t rows = row_hi - row_lo;
-        if (lo < hi && rows > 0 && rows <= blk->mc && job->K > blk->kc &&
-            !use_direct_b(job, rows) && deep_floats(job, rows) <= job->t_stride) {
+        if (lo < hi && rows > 0 && rows <= blk->mc && job->K > blk->kc && job->trans_b &&
+            deep_floats(job, rows) <= job->t_stride) {
             uint32_t m = deep_rows(job, row_lo, rows, j_lo, j_hi, jc == 0 && tj == 0, packed_a);
             absmax = m > absmax ? m : absmax;
             if (post) /* band_post */

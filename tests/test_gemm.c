@@ -276,7 +276,7 @@ START_TEST(test_blocking)
     bpi_gemm_blocking_init(&blk, u, &huge);
     check_blocking(&blk, u);
 
-    /* Workspace: an A block and a B micro-panel per thread. */
+    /* Workspace: at least an A block and a B micro-panel per thread. */
     size_t w1 = bpi_gemm_workspace_floats(u, &typical, 1);
     size_t w3 = bpi_gemm_workspace_floats(u, &typical, 3);
     ck_assert_uint_ge(w1, typical.mc * typical.kc + typical.kc * u->nr);
