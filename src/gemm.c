@@ -258,6 +258,14 @@ static void pack_b_strip(const gemm_job *job, size_t pc, size_t kc, size_t j0, s
                      job->trans_b ? u->pack_b_cols : u->pack_b_rows, strip);
 }
 
+/* Floats the packed A block of mc rows and kc columns takes, rounded up
+ * so that what follows it starts 64-byte aligned. */
+static size_t a_block_floats(const gemm_job *job, size_t mc, size_t kc)
+{
+    size_t mr = job->ukr->mr;
+    return bpi_round_floats(ceil_div(mc, mr) * mr * kc);
+}
+
 /* The A block op(A)(ic:ic+mc, pc:pc+kc) as ceil(mc/MR) micro-panels, each
  * (kc, MR) at packed_a + ip * kc * MR. */
 static void pack_a_block(const gemm_job *job, size_t ic, size_t mc, size_t pc,
@@ -463,6 +471,13 @@ static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
     return n < 1.0 ? 1 : (int)n;
 }
 
+/* Whether all of op(B) fits the share of L3 the blocking gives a B panel
+ * (KC NC floats): beyond it, B streams from memory. */
+static int b_fits_cache(const gemm_job *job)
+{
+    return (double)job->K * (double)job->N <= (double)job->blk.kc * (double)job->blk.nc;
+}
+
 /* B is read in place, not packed, when the kernel can (fn_direct_b), op(B)
  * = B (a strip is NR floats of each of kc rows of B) and the strip serves
  * few A micro-panels: a packed strip is written once and then read mc / MR
@@ -479,13 +494,6 @@ static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
  * 16x512x512 139 -> 195, 32x784x256 163 -> 202, 32x4096x4096 127 -> 154,
  * 64x512x512 189 -> 207, 64x1024x1024 184 -> 177; at 16 panels (M = 128)
  * 128x784x256 201 -> 216 but 128x1024x1024 203 -> 188. */
-/* Whether all of op(B) fits the share of L3 the blocking gives a B panel
- * (KC NC floats): beyond it, B streams from memory. */
-static int b_fits_cache(const gemm_job *job)
-{
-    return (double)job->K * (double)job->N <= (double)job->blk.kc * (double)job->blk.nc;
-}
-
 static int use_direct_b(const gemm_job *job, size_t mc)
 {
     size_t panels = ceil_div(mc, job->ukr->mr);
@@ -614,9 +622,9 @@ static void add_a_sums(const float *packed_a, size_t mc, size_t kc, size_t mr, i
 /* Floats of A packed whole (every K block of mc rows) plus one strip. */
 static size_t deep_floats(const gemm_job *job, size_t mc)
 {
-    size_t mr = job->ukr->mr, kc_max = job->blk.kc, total = 0;
+    size_t kc_max = job->blk.kc, total = 0;
     for (size_t pc = 0; pc < job->K; pc += kc_max)
-        total += bpi_round_floats(ceil_div(mc, mr) * mr * size_min(kc_max, job->K - pc));
+        total += a_block_floats(job, mc, size_min(kc_max, job->K - pc));
     return total + bpi_round_floats(kc_max * job->ukr->nr);
 }
 
@@ -648,7 +656,7 @@ static uint32_t deep_rows(const gemm_job *job, size_t ic, size_t mc, size_t j_lo
         pack_a_block(job, ic, mc, pc, kc, packed_a + off);
         if (a_sums && sums)
             add_a_sums(packed_a + off, mc, kc, mr, pc == 0, a_sums + ic);
-        off += bpi_round_floats(ceil_div(mc, mr) * mr * kc);
+        off += a_block_floats(job, mc, kc);
     }
     float *strip = packed_a + off;
     uint32_t absmax = 0;
@@ -665,7 +673,7 @@ static uint32_t deep_rows(const gemm_job *job, size_t ic, size_t mc, size_t j_lo
             int scan = job->absmax && pc + kc >= job->K; /* |C| final after the last */
             uint32_t m = macro_kernel(job, mc, w, kc, a, strip, 0, c, beta, scan);
             absmax = m > absmax ? m : absmax;
-            a += bpi_round_floats(ceil_div(mc, mr) * mr * kc);
+            a += a_block_floats(job, mc, kc);
         }
     }
     return absmax;
@@ -709,15 +717,16 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
     size_t mu_lo, mu_hi; /* this thread's rows, in MR blocks */
     split_range(ceil_div(job->M, mr), tm, ti, &mu_lo, &mu_hi);
     size_t row_lo = mu_lo * mr, row_hi = size_min(job->M, mu_hi * mr);
+    size_t rows = row_hi > row_lo ? row_hi - row_lo : 0;
+    int deep = rows > 0 && rows <= blk->mc && job->K > blk->kc && job->trans_b &&
+               deep_floats(job, rows) <= job->t_stride;
 
     for (size_t jc = 0; jc < job->N; jc += blk->nc) {
         size_t nc = size_min(blk->nc, job->N - jc);
         size_t lo, hi; /* this thread's columns of the NC block */
         split_cols(job->ukr, nc, tn, tj, &lo, &hi);
         size_t n_strips = ceil_div(hi - lo, nr), j_lo = jc + lo, j_hi = jc + hi;
-        size_t rows = row_hi - row_lo;
-        if (lo < hi && rows > 0 && rows <= blk->mc && job->K > blk->kc && job->trans_b &&
-            deep_floats(job, rows) <= job->t_stride) {
+        if (deep && lo < hi) {
             uint32_t m = deep_rows(job, row_lo, rows, j_lo, j_hi, jc == 0 && tj == 0, packed_a);
             absmax = m > absmax ? m : absmax;
             if (post) /* band_post */
@@ -741,7 +750,7 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                  * and page: 4096x4096x32 TN 46 -> 120 GFLOP/s, 1024x1024x32
                  * 85 -> 136. With several K blocks one strip at a time is
                  * better (64x1024x1024 NN/NT 8-10 %, 64x4096^2 NT 20 %). */
-                size_t a_used = bpi_round_floats(ceil_div(mc, mr) * mr * kc);
+                size_t a_used = a_block_floats(job, mc, kc);
                 float *panel = packed_a + a_used;
                 size_t group = job->K <= blk->kc
                                    ? (group_floats(blk, job->ukr) - a_used) / (kc * nr) : 1;
