@@ -136,6 +136,79 @@ static void ukr_avx512_32(size_t kc, const float *restrict a, const float *restr
     ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, 2, NULL);
 }
 
+/* ---------------------------------------------- broadcast B (ukr.h's fn_bcast_b) */
+
+/* Columns of a broadcast tile for mv vectors of rows: mv nb accumulators,
+ * about three quarters of the file (24), plus mv vectors of A and one
+ * broadcast: 4 x 6 (29 registers), 3 x 8 (28), 2 x 12 (27), 1 x 16 (18:
+ * more columns would need more row pointers than there are general
+ * registers). Per k step mv vector loads and NB broadcasts feed mv NB FMAs:
+ * 10 loads per 24 FMAs at 4 x 6, near the 8 x 48 kernel's 11. */
+#define BCAST_NB(mv) ((mv) == 4 ? 6 : (mv) == 3 ? 8 : (mv) == 2 ? 12 : 16)
+/* Prefetch distance along B's rows: the rows are read 4-KiB pages apart,
+ * one stream per column, more than the hardware prefetchers follow. */
+
+static inline __attribute__((always_inline)) void
+bcast_tile(size_t kc, const float *restrict a, const float *restrict b, size_t ldb, size_t nb,
+           float *restrict s, size_t lds, float alpha, float beta, const int mv, const int NB)
+{
+    const float *row[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < NB; j++) /* columns beyond nb repeat the last: computed, not kept */
+        row[j] = b + ((size_t)j < nb ? (size_t)j : nb - 1) * ldb;
+    __m512 acc[16][4];
+#pragma GCC unroll 16
+    for (int j = 0; j < NB; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < mv; v++)
+            acc[j][v] = _mm512_setzero_ps();
+    size_t p = 0;
+    for (; p < kc; p++) {
+        if (p % 16 == 0) /* the next tile's columns, one line per row, into L2 */
+#pragma GCC unroll 16
+            for (int j = 0; j < NB; j++)
+                _mm_prefetch((const char *)(row[j] + NB * ldb + p), _MM_HINT_T1);
+        __m512 av[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < mv; v++)
+            av[v] = _mm512_loadu_ps(a + v * VL);
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; j++) {
+            __m512 bj = _mm512_set1_ps(row[j][p]);
+#pragma GCC unroll 4
+            for (int v = 0; v < mv; v++)
+                acc[j][v] = _mm512_fmadd_ps(av[v], bj, acc[j][v]);
+        }
+        a += mv * VL;
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+    for (int j = 0; j < NB; j++) {
+        if ((size_t)j >= nb)
+            break;
+#pragma GCC unroll 4
+        for (int v = 0; v < mv; v++) {
+            float *t = s + (size_t)j * lds + v * VL;
+            __m512 r = beta == 0.0f ? _mm512_mul_ps(va, acc[j][v])
+                                    : _mm512_fmadd_ps(va, acc[j][v],
+                                                      _mm512_mul_ps(vb, _mm512_loadu_ps(t)));
+            _mm512_storeu_ps(t, r);
+        }
+    }
+}
+
+static void bcast_avx512(size_t kc, size_t mv, const float *restrict a, const float *restrict b,
+                         size_t ldb, size_t nb, float *restrict s, size_t lds, float alpha,
+                         float beta)
+{
+    switch (mv) {
+    case 4: bcast_tile(kc, a, b, ldb, nb, s, lds, alpha, beta, 4, BCAST_NB(4)); break;
+    case 3: bcast_tile(kc, a, b, ldb, nb, s, lds, alpha, beta, 3, BCAST_NB(3)); break;
+    case 2: bcast_tile(kc, a, b, ldb, nb, s, lds, alpha, beta, 2, BCAST_NB(2)); break;
+    default: bcast_tile(kc, a, b, ldb, nb, s, lds, alpha, beta, 1, BCAST_NB(1)); break;
+    }
+}
+
 /* ------------------------------------------------------------ packing */
 
 /* Copies (ukr.h's "rows"): dst[p*R + r] = x[p*ld + r], R = 8 or 48, one
@@ -309,6 +382,55 @@ static void pack_a_cols(const float *restrict x, size_t ld, size_t kc, float *re
     }
 }
 
+/* ukr.h's bcast_pack_a: op(A) = A's rows [0, h) packed (kc, mp) for
+ * fn_bcast_b, dst[p mp + i] = x[i ld + p], rows h..mp zero: one 16 x 16
+ * transpose per vector of rows and 16 columns, as pack_b_cols does. */
+static void bcast_pack_a(const float *restrict x, size_t ld, size_t kc, size_t h, size_t mp,
+                         float *restrict dst)
+{
+    for (size_t i0 = 0; i0 < mp; i0 += VL) {
+        size_t rows = h > i0 ? (h - i0 < VL ? h - i0 : VL) : 0;
+        const float *xi = x + i0 * ld;
+        for (size_t p0 = 0; p0 < kc; p0 += VL) {
+            size_t left = kc - p0;
+            __m512 r[VL];
+            if (left >= VL && rows == VL) {
+                load_transposed16(xi + p0, ld, r);
+            } else {
+                __mmask16 m = left >= VL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                for (size_t q = 0; q < VL; q++)
+                    r[q] = q < rows ? _mm512_maskz_loadu_ps(m, xi + q * ld + p0)
+                                    : _mm512_setzero_ps();
+                transpose16(r);
+            }
+            size_t n = left < VL ? left : VL;
+            float *d = dst + p0 * mp + i0;
+            for (size_t q = 0; q < n; q++)
+                _mm512_storeu_ps(d + q * mp, r[q]);
+        }
+    }
+}
+
+/* ukr.h's bcast_unpack_c: c[i ldc + j] = s[j lds + i] for i < h, j < w,
+ * 16 x 16 blocks transposed in registers. */
+static void bcast_unpack_c(const float *restrict s, size_t lds, size_t h, size_t w,
+                           float *restrict c, size_t ldc)
+{
+    for (size_t j0 = 0; j0 < w; j0 += VL) {
+        size_t cols = w - j0 < VL ? w - j0 : VL;
+        __mmask16 cm = cols == VL ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
+        for (size_t i0 = 0; i0 < h; i0 += VL) {
+            size_t rows = h - i0 < VL ? h - i0 : VL;
+            __m512 r[VL];
+            for (size_t q = 0; q < VL; q++) /* lds >= the padded rows: a full vector */
+                r[q] = q < cols ? _mm512_loadu_ps(s + (j0 + q) * lds + i0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (size_t q = 0; q < rows; q++)
+                _mm512_mask_storeu_ps(c + (i0 + q) * ldc + j0, cm, r[q]);
+        }
+    }
+}
+
 const bpi_ukr bpi_ukr_avx512_8x48 = {
     .name = "avx512_8x48",
     .isa = "avx512",
@@ -323,4 +445,9 @@ const bpi_ukr bpi_ukr_avx512_8x48 = {
     .pack_a_cols = pack_a_cols,
     .pack_b_rows = pack_b_rows,
     .pack_b_cols = pack_b_cols,
+    .fn_bcast_b = bcast_avx512,
+    .bcast_pack_a = bcast_pack_a,
+    .bcast_unpack_c = bcast_unpack_c,
+    .bcast_vl = VL,
+    .bcast_nb = {BCAST_NB(1), BCAST_NB(2), BCAST_NB(3), BCAST_NB(4)},
 };

@@ -16,7 +16,10 @@
  * serves few micro-panels and op(B) = B, it is not packed at all: the
  * kernel reads B in place, see use_direct_b. When a thread's rows are one
  * row block, K spans several blocks and op(B) = B^T, all of its A is packed
- * first and the strips go outside the K blocks: see deep_rows.)
+ * first and the strips go outside the K blocks: see deep_rows. When op(B) =
+ * B^T and a thread has 17..128 rows, or more and B exceeds the cache, no
+ * strip is packed: the kernel's fn_bcast_b computes C transposed, reading
+ * B's rows in place; see bcast_rows.)
  *
  * Unlike BLIS there is no B panel shared in L3: each B micro-panel is packed
  * by the thread that uses it, just before its MC / MR kernel calls, so it is
@@ -679,6 +682,158 @@ static uint32_t deep_rows(const gemm_job *job, size_t ic, size_t mc, size_t j_lo
     return absmax;
 }
 
+/* Rows of C one broadcast tile covers at most (fn_bcast_b: 4 vectors). */
+static size_t bcast_group_rows(const bpi_ukr *ukr)
+{
+    return 4 * ukr->bcast_vl;
+}
+
+/* Rows [g0, g0 + h) of a thread's rows, one tile's height, in vectors of
+ * the kernel (mv), padded to mp rows, computed nb columns at a time. */
+typedef struct bcast_group {
+    size_t g0, h, mv, mp, nb;
+} bcast_group;
+
+static bcast_group bcast_group_at(const bpi_ukr *ukr, size_t m, size_t g0)
+{
+    bcast_group g;
+    g.g0 = g0;
+    g.h = size_min(bcast_group_rows(ukr), m - g0);
+    g.mv = ceil_div(g.h, ukr->bcast_vl);
+    g.mp = g.mv * ukr->bcast_vl;
+    g.nb = ukr->bcast_nb[g.mv - 1];
+    return g;
+}
+
+/* m rows padded group by group: the height of bcast_rows' transposed C. */
+static size_t bcast_padded(const bpi_ukr *ukr, size_t m)
+{
+    size_t full = m / bcast_group_rows(ukr) * bcast_group_rows(ukr);
+    return full + (m > full ? bcast_group_at(ukr, m, full).mp : 0);
+}
+
+/* Columns per pass of W over all row groups: their tiles' widths (6, 8,
+ * 12, 16 for AVX-512) all divide it, and its KC-deep piece of W (166 KB)
+ * stays in L2 from one group to the next. */
+#define BCAST_W_CHUNK 96
+
+/* Columns of C that bcast_rows() holds transposed in the thread's area
+ * beside the packed op(A) of m rows: a multiple of the tile width (one
+ * group) or of BCAST_W_CHUNK, 0 if not even one fits. */
+static size_t bcast_chunk(const gemm_job *job, size_t m)
+{
+    size_t mp = bcast_padded(job->ukr, m);
+    size_t unit = m > bcast_group_rows(job->ukr) ? BCAST_W_CHUNK
+                                                 : bcast_group_at(job->ukr, m, 0).nb;
+    size_t a_floats = bpi_round_floats(mp * job->blk.kc);
+    if (job->t_stride <= a_floats)
+        return 0;
+    return (job->t_stride - a_floats) / mp / unit * unit;
+}
+
+/* A thread's rows [ic, ic + m) against its columns [j_lo, j_hi) with op(B)
+ * = B^T (the forward X W^T at a training batch): the kernel's fn_bcast_b
+ * computes C transposed into the thread's area, broadcasting W's elements
+ * from W's own rows, so W is read in place and never packed (the packing,
+ * a transpose, took 27 % of 64x4096x4096 NT). Per K block, op(A) is packed
+ * (kc, mp) per group of up to 64 rows, and each group's tiles get that
+ * block's sum, combined as the kernels combine it; a pass of
+ * BCAST_W_CHUNK columns of W serves every group before the next. After the
+ * last block the columns are copied into C. Same K blocks, same FMAs, same
+ * write-back: C gets the bits of the loop in gemm_thread_body. sums: this
+ * thread keeps the epilogue's a_sums for these rows. Returns the abs-max
+ * bits of what it wrote. */
+static uint32_t bcast_rows(const gemm_job *job, size_t ic, size_t m, size_t j_lo, size_t j_hi,
+                           int sums, float *area)
+{
+    const bpi_ukr *u = job->ukr;
+    size_t kc_max = job->blk.kc, ldc = job->ldc, ldb = job->ldb;
+    size_t mp = bcast_padded(u, m), chunk = bcast_chunk(job, m);
+    size_t step = m > bcast_group_rows(u) ? BCAST_W_CHUNK : chunk;
+    const float *seed = job->epi ? job->epi->seed : NULL;
+    float *a_sums = job->epi ? job->epi->a_sums : NULL;
+    float *xp = area, *st = area + bpi_round_floats(mp * kc_max);
+    uint32_t lanes[ABSMAX_LANES] = {0};
+    for (size_t c0 = j_lo; c0 < j_hi; c0 += chunk) {
+        size_t cw = size_min(chunk, j_hi - c0);
+        float *c = job->C + ic * ldc + c0;
+        if (seed || job->beta != 0.0f) /* st (cw, mp) = C^T or the seed, padding 0 */
+            for (size_t j = 0; j < cw; j++) {
+                float *t = st + j * mp;
+                memset(t, 0, sizeof(float) * mp);
+                for (size_t g0 = 0; g0 < m; g0 += bcast_group_rows(u)) {
+                    bcast_group g = bcast_group_at(u, m, g0);
+                    for (size_t i = 0; i < g.h; i++)
+                        t[g0 + i] = seed ? seed[c0 + j] : c[(g0 + i) * ldc + j];
+                }
+            }
+        for (size_t pc = 0; pc < job->K; pc += kc_max) {
+            size_t kc = size_min(kc_max, job->K - pc);
+            float beta = pc == 0 && !seed ? job->beta : 1.0f;
+            /* group g's (kc, mp_g) at xp + kc g0 (groups before it are full) */
+            for (size_t g0 = 0; g0 < m; g0 += bcast_group_rows(u)) {
+                bcast_group g = bcast_group_at(u, m, g0);
+                float *xg = xp + kc * g0;
+                if (!job->trans_a && u->bcast_pack_a)
+                    u->bcast_pack_a(job->A + (ic + g0) * job->lda + pc, job->lda, kc, g.h, g.mp,
+                                    xg);
+                else
+                    pack_micro_panel(job->A, job->lda, job->trans_a, pc, kc, ic + g0, g.h,
+                                     g.mp, NULL, xg);
+                if (a_sums && sums && c0 == j_lo) {
+                    float *s = a_sums + ic + g0;
+                    for (size_t i = 0; i < g.h; i++) {
+                        float acc = pc == 0 ? 0.0f : s[i];
+                        for (size_t p = 0; p < kc; p++)
+                            acc += xg[p * g.mp + i];
+                        s[i] = acc;
+                    }
+                }
+            }
+            for (size_t w0 = 0; w0 < cw; w0 += step) {
+                size_t w_hi = size_min(cw, w0 + step);
+                for (size_t g0 = 0; g0 < m; g0 += bcast_group_rows(u)) {
+                    bcast_group g = bcast_group_at(u, m, g0);
+                    for (size_t j = w0; j < w_hi; j += g.nb)
+                        u->fn_bcast_b(kc, g.mv, xp + kc * g0, job->B + (c0 + j) * ldb + pc, ldb,
+                                      size_min(g.nb, w_hi - j), st + j * mp + g0, mp,
+                                      job->alpha, beta);
+                }
+            }
+        }
+        if (u->bcast_unpack_c) {
+            u->bcast_unpack_c(st, mp, m, cw, c, ldc);
+        } else {
+            for (size_t i = 0; i < m; i++) {
+                float *row = c + i * ldc;
+                for (size_t j = 0; j < cw; j++)
+                    row[j] = st[j * mp + i];
+            }
+        }
+        if (job->absmax)
+            tile_absmax(c, ldc, m, cw, lanes);
+    }
+    return lanes_max(lanes);
+}
+
+/* Whether a thread's rows go through bcast_rows(): op(B) = B^T, more rows
+ * than one vector (at 16 or fewer half of a 4 x 6 tile's FMAs would be
+ * padding, and the 1 x 16 tile lost to the packed path: 16x1024x1024 NT
+ * 0.92x), and at most two groups of rows unless B streams from memory
+ * (with B cached, packing it pays for itself from M = 256 on: 256x128x256
+ * NT 0.95x, 256x1024x1024 1.00x). Measured against the packed paths (1
+ * thread, medians of 5 alternating runs, GFLOP/s): 64x4096x4096 155 ->
+ * 199, 32x4096x4096 120 -> 200, 64x1024x1024 187 -> 213, 64x256x784 184
+ * -> 206, 24x100x128 104 -> 136, 128x1024x1024 196 -> 206, 512x4096x4096
+ * 188 -> 198; 2 threads: 64x4096x4096 287 -> 412, 64x256x784 333 -> 368,
+ * 128x256x784 352 -> 364. */
+static int use_bcast(const gemm_job *job, size_t rows)
+{
+    const bpi_ukr *u = job->ukr;
+    return u->fn_bcast_b && job->trans_b && rows > u->bcast_vl &&
+           (rows <= 2 * bcast_group_rows(u) || !b_fits_cache(job)) && bcast_chunk(job, rows) > 0;
+}
+
 /* Thread tid of nt: the whole loop nest, on its share of the tiles, with
  * its own packing buffers; no thread waits for another. */
 static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt);
@@ -720,12 +875,21 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
     size_t rows = row_hi > row_lo ? row_hi - row_lo : 0;
     int deep = rows > 0 && rows <= blk->mc && job->K > blk->kc && job->trans_b &&
                deep_floats(job, rows) <= job->t_stride;
+    int bcast = use_bcast(job, rows);
 
     for (size_t jc = 0; jc < job->N; jc += blk->nc) {
         size_t nc = size_min(blk->nc, job->N - jc);
         size_t lo, hi; /* this thread's columns of the NC block */
         split_cols(job->ukr, nc, tn, tj, &lo, &hi);
         size_t n_strips = ceil_div(hi - lo, nr), j_lo = jc + lo, j_hi = jc + hi;
+        if (bcast && lo < hi) {
+            uint32_t m = bcast_rows(job, row_lo, rows, j_lo, j_hi, jc == 0 && tj == 0, packed_a);
+            absmax = m > absmax ? m : absmax;
+            if (post)
+                post(job->epi->ctx, job->C + row_lo * job->ldc + j_lo, job->ldc, row_lo, j_lo,
+                     rows, j_hi - j_lo);
+            continue;
+        }
         if (deep && lo < hi) {
             uint32_t m = deep_rows(job, row_lo, rows, j_lo, j_hi, jc == 0 && tj == 0, packed_a);
             absmax = m > absmax ? m : absmax;

@@ -64,6 +64,22 @@ typedef void (*bpi_ukr_direct_fn)(size_t kc, const float *restrict a,
                                   float *restrict c, size_t ldc, float alpha,
                                   float beta, uint32_t *restrict lanes);
 
+/* A tile of C computed transposed, for a skinny op(A) against a large
+ * op(B) = B^T whose packing would cost more than the product (the forward
+ * X W^T at a training batch with W streaming from memory): vectors run along
+ * C's rows and B's elements are broadcast from B's own rows, so B is never
+ * packed. For mv vectors of rows (1..4, mv VL rows of C) and nb columns
+ * (nb <= bcast_nb[mv - 1]):
+ *   a: op(A) packed (kc, mv VL): a[p mv VL + i] = op(A)(i, p)
+ *   b: column j of the tile is b[j ldb + p] for p < kc (row j of the stored B)
+ *   s: the tile transposed, s[j lds + i]: s = alpha a b + beta s
+ * with each element's FMAs in increasing p from 0.0f and fn's write-back,
+ * fma(alpha, sum, beta s) (alpha sum when beta == 0, s not read), so its
+ * bits are fn's for the same K blocks. */
+typedef void (*bpi_ukr_bcast_fn)(size_t kc, size_t mv, const float *restrict a,
+                                 const float *restrict b, size_t ldb, size_t nb,
+                                 float *restrict s, size_t lds, float alpha, float beta);
+
 /* Packing of one full micro-panel of R = MR (A) or NR (B) lines, kc deep
  * (the layouts above): dst[p*R + r] = X(p, r) for p < kc, r < R, where
  *   "rows": X(p, r) = x[p*ld + r]   (op(A) = A^T, op(B) = B: a copy)
@@ -94,6 +110,17 @@ typedef struct bpi_ukr {
     bpi_ukr_fn narrow[3];
     bpi_pack_fn pack_a_rows, pack_a_cols;  /* R = MR; NULL: portable */
     bpi_pack_fn pack_b_rows, pack_b_cols;  /* R = NR; NULL: portable */
+    bpi_ukr_bcast_fn fn_bcast_b; /* optional (NULL: B^T is always packed) */
+    /* With fn_bcast_b, optional (NULL: portable loops): op(A) = A's rows
+     * [0, h) packed (kc, mp), dst[p mp + i] = x[i ld + p], rows h..mp zero;
+     * and the tile copied out, c[i ldc + j] = s[j lds + i] for i < h, j < w
+     * (s's columns hold whole vectors: lds >= h rounded up to bcast_vl). */
+    void (*bcast_pack_a)(const float *restrict x, size_t ld, size_t kc, size_t h, size_t mp,
+                         float *restrict dst);
+    void (*bcast_unpack_c)(const float *restrict s, size_t lds, size_t h, size_t w,
+                           float *restrict c, size_t ldc);
+    size_t bcast_vl;             /* floats per vector of fn_bcast_b */
+    size_t bcast_nb[4];          /* its widest tile for mv = 1..4 */
 } bpi_ukr;
 
 /* Portable C kernel (simd/ukr_scalar.c): always built, runs anywhere. */

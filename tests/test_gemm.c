@@ -698,6 +698,102 @@ START_TEST(test_direct_b_bits)
 }
 END_TEST
 
+/* ------------------------------------------------------ broadcast B^T */
+
+/* The kernel whose fn_bcast_b counting_bcast() forwards to, and how many
+ * tiles it computed (threads add to it). */
+static const bpi_ukr *bcast_inner;
+static long bcast_calls;
+
+static void counting_bcast(size_t kc, size_t mv, const float *restrict a,
+                           const float *restrict b, size_t ldb, size_t nb, float *restrict s,
+                           size_t lds, float alpha, float beta)
+{
+    __atomic_fetch_add(&bcast_calls, 1, __ATOMIC_RELAXED);
+    bcast_inner->fn_bcast_b(kc, mv, a, b, ldb, nb, s, lds, alpha, beta);
+}
+
+/* Where op(B) = B^T and a thread has 17..128 rows (or more when B is larger
+ * than the cache share), the engine computes C transposed with fn_bcast_b
+ * (gemm.c: bcast_rows). C is exact against the reference (integer data,
+ * beta = 0 over NaN), and on real data has the bits of the packed paths
+ * (the same kernel without fn_bcast_b), with the same abs-max, on 1-3
+ * threads: M edges inside a vector, one to three row groups (the last
+ * narrower), N below a tile and between tiles, several K blocks,
+ * transposed A, C held in several passes when the thread's area is small
+ * (the small blockings), and B too large for the cache share (3 groups).
+ * The wrapper counts the tiles, so a case meant for this path cannot pass
+ * without taking it. */
+START_TEST(test_bcast_bits)
+{
+    const bpi_ukr *u = cur_ukr;
+    if (!u->fn_bcast_b)
+        return; /* the packed paths only: the other tests cover them */
+    bpi_ukr counted = *u, plain = *u;
+    counted.fn_bcast_b = counting_bcast;
+    plain.fn_bcast_b = NULL;
+    bcast_inner = u;
+    tu_rng rng;
+    tu_seed(&rng, 31);
+    const bpi_gemm_blocking blks[3] = {{12, 48, 64}, {256, 48, 96}, typical_blocking()};
+    const struct { size_t M, N, K; int trans_a, blk, used; } cases[] = {
+        {17, 5, 1, 0, 0, 1},     /* one column short of a tile, K = 1 */
+        {31, 47, 49, 1, 0, 1},
+        {33, 13, 99, 0, 0, 1},   /* 3 K blocks */
+        {48, 97, 100, 0, 0, 1},
+        {64, 200, 97, 1, 0, 1},  /* room for one tile per pass over C */
+        {63, 61, 150, 0, 1, 1},
+        {100, 250, 99, 1, 1, 1}, /* 64 + 36 rows, passes of 96 columns */
+        {128, 193, 60, 0, 1, 1},
+        {150, 100, 99, 0, 1, 1}, /* B beyond the cache share: 3 groups */
+        {40, 300, 600, 0, 2, 1},
+        {129, 97, 300, 1, 2, 0}, /* packed on 1 thread, by bcast_rows when split */
+    };
+    const float ab[4][2] = {{1.0f, 0.0f}, {0.5f, -1.0f}, {-1.0f, 0.5f}, {1.0f, 1.0f}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int th = 0; th < TU_N_THREAD_COUNTS; th++) {
+            spec s = {0, cases[k].trans_a, 1, cases[k].M, cases[k].N, cases[k].K, k % 3,
+                      ab[k % 4][0], ab[k % 4][1]};
+            char buf[200];
+            describe(&s, buf, sizeof buf);
+            bpi_gemm_env env = env_new(blks[cases[k].blk], tu_thread_counts[th]);
+            /* exact */
+            env.ukr = &counted;
+            bcast_calls = 0;
+            problem p = problem_new(&s, &rng, FILL_INT, s.beta == 0.0f ? FILL_NAN : FILL_INT);
+            run_engine(&env, &p);
+            check_exact(&p, "broadcast B^T");
+            problem_free(&p);
+            if (cases[k].used)
+                ck_assert_msg(bcast_calls > 0, "%s, %d threads: fn_bcast_b not used", buf,
+                              tu_thread_counts[th]);
+            /* the packed paths' bits */
+            p = problem_new(&s, &rng, FILL_REAL, FILL_REAL);
+            size_t bytes = p.c.lines * p.c.ld * sizeof(float);
+            float *want = malloc(bytes);
+            ck_assert_ptr_nonnull(want);
+            uint32_t want_max = 0, got_max = 0;
+            env.ukr = &plain;
+            bpi_sgemm_absmax(&env, s.trans_a, 1, s.M, s.N, s.K, s.alpha, p.a.x, p.a.ld, p.b.x,
+                             p.b.ld, s.beta, p.c.x, p.c.ld, &want_max);
+            memcpy(want, p.c.x, bytes);
+            memcpy(p.c.x, p.c_before, bytes);
+            env.ukr = &counted;
+            bpi_sgemm_absmax(&env, s.trans_a, 1, s.M, s.N, s.K, s.alpha, p.a.x, p.a.ld, p.b.x,
+                             p.b.ld, s.beta, p.c.x, p.c.ld, &got_max);
+            ck_assert_msg(memcmp(want, p.c.x, bytes) == 0,
+                          "%s, %d threads: C differs from the packed paths'", buf,
+                          tu_thread_counts[th]);
+            ck_assert_msg(got_max == want_max, "%s, %d threads: abs-max %#x, want %#x", buf,
+                          tu_thread_counts[th], got_max, want_max);
+            free(want);
+            problem_free(&p);
+            env.ukr = u;
+            env_free(&env);
+        }
+}
+END_TEST
+
 /* ------------------------------------------------------------- threading */
 
 /* C computed on 1 thread, then on every count in tu_thread_counts, on real
@@ -918,6 +1014,8 @@ START_TEST(test_epilogue)
         {{0, 1, 0, 10, 100, 300, 1, 1.0f, 0.0f}, 1},   /* thin: split over columns */
         {{0, 1, 1, 16, 200, 500, 1, 1.0f, 0.0f}, 0},   /* few rows, K blocks, B packed:
                                                           A packed whole (deep_rows) */
+        {{0, 1, 1, 100, 150, 300, 1, 1.0f, 0.0f}, 0},  /* C transposed (bcast_rows): */
+        {{0, 0, 1, 40, 97, 130, 0, 1.0f, 0.5f}, 1},    /* two row groups; passes over C */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const spec *s = &cases[k].s;
@@ -1256,6 +1354,7 @@ static Suite *gemm_suite(void)
     tcase_add_test(engine, test_absmax);
     tcase_add_test(engine, test_absmax_positions);
     tcase_add_test(engine, test_direct_b_bits);
+    tcase_add_test(engine, test_bcast_bits);
     tcase_add_test(engine, test_epilogue);
     /* BP_TEST_QUICK: under an emulator (qemu's TCG runs AVX2 ~50x slower)
      * the large and multi-threaded cases would take minutes; the same
