@@ -40,7 +40,7 @@
 static inline __attribute__((always_inline)) void
 ukr_cols(size_t kc, const float *restrict a, const float *restrict b, size_t ldb,
          float *restrict c, size_t ldc, float alpha, float beta, const int nv,
-         uint32_t *restrict lanes)
+         uint32_t *restrict lanes, const float *pf)
 {
     __m512 acc[MR][NV];
 #pragma GCC unroll 16
@@ -54,6 +54,12 @@ ukr_cols(size_t kc, const float *restrict a, const float *restrict b, size_t ldb
 #pragma GCC unroll 4
     for (size_t p = 0; p < kc; p++) {
         __m512 bv[NV];
+        if (pf) {
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                _mm_prefetch((const char *)(pf + v * VL), _MM_HINT_T1);
+            pf += ldb;
+        }
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
             bv[v] = _mm512_loadu_ps(b + v * VL);
@@ -106,34 +112,34 @@ ukr_cols(size_t kc, const float *restrict a, const float *restrict b, size_t ldb
 static void ukr_avx512(size_t kc, const float *restrict a, const float *restrict b,
                        float *restrict c, size_t ldc, float alpha, float beta)
 {
-    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, NV, NULL);
+    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, NV, NULL, NULL);
 }
 
 static void ukr_avx512_absmax(size_t kc, const float *restrict a, const float *restrict b,
                               float *restrict c, size_t ldc, float alpha, float beta,
                               uint32_t *restrict lanes)
 {
-    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, NV, lanes);
+    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, NV, lanes, NULL);
 }
 
 /* ukr.h's fn_direct_b: B's rows read in place, ldb apart. */
 static void ukr_avx512_direct(size_t kc, const float *restrict a, const float *restrict b,
                               size_t ldb, float *restrict c, size_t ldc, float alpha, float beta,
-                              uint32_t *restrict lanes)
+                              uint32_t *restrict lanes, const float *pf)
 {
-    ukr_cols(kc, a, b, ldb, c, ldc, alpha, beta, NV, lanes);
+    ukr_cols(kc, a, b, ldb, c, ldc, alpha, beta, NV, lanes, pf);
 }
 
 static void ukr_avx512_16(size_t kc, const float *restrict a, const float *restrict b,
                           float *restrict c, size_t ldc, float alpha, float beta)
 {
-    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, 1, NULL);
+    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, 1, NULL, NULL);
 }
 
 static void ukr_avx512_32(size_t kc, const float *restrict a, const float *restrict b,
                           float *restrict c, size_t ldc, float alpha, float beta)
 {
-    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, 2, NULL);
+    ukr_cols(kc, a, b, NR, c, ldc, alpha, beta, 2, NULL, NULL);
 }
 
 /* ---------------------------------------------- broadcast B (ukr.h's fn_bcast_b) */

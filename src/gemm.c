@@ -303,7 +303,7 @@ static void edge_tile(const bpi_ukr *ukr, bpi_ukr_fn fn, size_t kc, const float 
             memcpy(tile + i * nr, c + i * ldc, sizeof(float) * w);
     }
     if (b_ld)
-        ukr->fn_direct_b(kc, a, b, b_ld, tile, nr, alpha, beta, NULL);
+        ukr->fn_direct_b(kc, a, b, b_ld, tile, nr, alpha, beta, NULL, NULL);
     else
         fn(kc, a, b, tile, nr, alpha, beta);
     for (size_t i = 0; i < h; i++)
@@ -375,10 +375,12 @@ static uint32_t lanes_max(const uint32_t lanes[ABSMAX_LANES])
  * stream from L2, and C is written row band by row band. With one strip
  * (deep K) that strip stays in L1 and the A block streams instead.
  * b_ld != 0: panel is B itself at (pc, j0), rows b_ld apart, and n a
- * multiple of NR (fn_direct_b). */
+ * multiple of NR (fn_direct_b); the first row of micro-panels fetches
+ * each strip's successor into L2, the last strip's being pf_after (NULL:
+ * none), so that B's far-apart rows come from memory once, ahead of use. */
 static uint32_t macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc,
                              const float *packed_a, const float *panel, size_t b_ld, float *c,
-                             float beta, int scan)
+                             float beta, int scan, const float *pf_after)
 {
     uint32_t lanes[ABSMAX_LANES] = {0};
     const bpi_ukr *ukr = job->ukr;
@@ -394,7 +396,8 @@ static uint32_t macro_kernel(const gemm_job *job, size_t mc, size_t n, size_t kc
             if (b_ld) {
                 if (full)
                     ukr->fn_direct_b(kc, a, b, b_ld, tile, ldc, job->alpha, beta,
-                                     scan ? lanes : NULL);
+                                     scan ? lanes : NULL,
+                                     i0 > 0 ? NULL : j + nr < n ? b + nr : pf_after);
                 else
                     edge_tile(ukr, ukr->fn, kc, a, b, b_ld, tile, ldc, h, w, job->alpha, beta);
                 if (scan && !full)
@@ -674,7 +677,7 @@ static uint32_t deep_rows(const gemm_job *job, size_t ic, size_t mc, size_t j_lo
             float beta = pc == 0 && !seed ? job->beta : 1.0f;
             pack_b_strip(job, pc, kc, j0, w, strip);
             int scan = job->absmax && pc + kc >= job->K; /* |C| final after the last */
-            uint32_t m = macro_kernel(job, mc, w, kc, a, strip, 0, c, beta, scan);
+            uint32_t m = macro_kernel(job, mc, w, kc, a, strip, 0, c, beta, scan, NULL);
             absmax = m > absmax ? m : absmax;
             a += a_block_floats(job, mc, kc);
         }
@@ -939,13 +942,22 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                     /* |C| is final after the last K block */
                     int scan = job->absmax && pc + kc >= job->K;
                     uint32_t m = 0;
-                    if (n_direct)
+                    if (n_direct) {
+                        /* after the last strip: the next full one here or,
+                         * from the next K block, the first */
+                        const float *next = NULL;
+                        if (j0 + n_direct + nr <= j_hi)
+                            next = job->B + pc * job->ldb + j0 + n_direct;
+                        else if (pc + kc < job->K && j_lo + nr <= j_hi)
+                            next = job->B + (pc + kc) * job->ldb + j_lo;
                         m = macro_kernel(job, mc, n_direct, kc, packed_a,
-                                         job->B + pc * job->ldb + j0, job->ldb, c, beta, scan);
+                                         job->B + pc * job->ldb + j0, job->ldb, c, beta, scan,
+                                         next);
+                    }
                     if (n_direct < n) {
                         uint32_t e = macro_kernel(job, mc, n - n_direct, kc, packed_a,
                                                   panel + n_direct * kc, 0, c + n_direct, beta,
-                                                  scan);
+                                                  scan, NULL);
                         m = e > m ? e : m;
                     }
                     absmax = m > absmax ? m : absmax;

@@ -54,7 +54,10 @@ typedef void (*bpi_ukr_absmax_fn)(size_t kc, const float *restrict a,
 
 /* fn reading B where it lies instead of from a packed micro-panel: row p
  * of the kc x NR block is b[p*ldb .. p*ldb + NR) (op(B) = B, a full strip),
- * and lanes, when not NULL, are raised as fn_absmax raises them. Each
+ * and lanes, when not NULL, are raised as fn_absmax raises them. pf, when
+ * not NULL, is another kc x NR block of B, rows ldb apart (the next
+ * strip), fetched into L2 a row per k step: B's rows are far apart, and the
+ * hardware prefetchers do not follow a few lines per row. Each
  * element gets fn's FMAs in fn's order, so the bits are fn's. gemm.c uses
  * it when a strip would serve so few A micro-panels (a skinny M: the input
  * gradient at small batches) that copying it costs more than reading it
@@ -62,7 +65,7 @@ typedef void (*bpi_ukr_absmax_fn)(size_t kc, const float *restrict a,
 typedef void (*bpi_ukr_direct_fn)(size_t kc, const float *restrict a,
                                   const float *restrict b, size_t ldb,
                                   float *restrict c, size_t ldc, float alpha,
-                                  float beta, uint32_t *restrict lanes);
+                                  float beta, uint32_t *restrict lanes, const float *pf);
 
 /* A tile of C computed transposed, for a skinny op(A) against a large
  * op(B) = B^T whose packing would cost more than the product (the forward

@@ -349,7 +349,7 @@ START_TEST(test_kernel_direct_b)
         uint32_t lanes[16] = {0}, want = 0;
         lanes[3] = round ? 0u : 0x7f000000u; /* a larger start value stays */
         u->fn(KC, a, b, c_packed, LDC, -1.5f, beta);
-        u->fn_direct_b(KC, a, b_far, LDB, c_direct, LDC, -1.5f, beta, lanes);
+        u->fn_direct_b(KC, a, b_far, LDB, c_direct, LDC, -1.5f, beta, lanes, NULL);
         ck_assert_msg(memcmp(c_packed, c_direct, sizeof c_packed) == 0,
                       "%s: direct B differs from packed (beta %g)", u->name, (double)beta);
         for (size_t i = 0; i < mr; i++)
@@ -360,7 +360,7 @@ START_TEST(test_kernel_direct_b)
         for (int l = 0; l < 16; l++)
             got = lanes[l] > got ? lanes[l] : got;
         ck_assert_uint_eq(got, round ? want : (want > 0x7f000000u ? want : 0x7f000000u));
-        u->fn_direct_b(KC, a, b_far, LDB, c_direct, LDC, 1.0f, 1.0f, NULL); /* no lanes */
+        u->fn_direct_b(KC, a, b_far, LDB, c_direct, LDC, 1.0f, 1.0f, NULL, b_far); /* no lanes */
     }
 }
 END_TEST
