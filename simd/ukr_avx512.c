@@ -176,8 +176,11 @@ bcast_tile(size_t kc, const float *restrict a, const float *restrict b, size_t l
          * into L1, 199 into L2. */
         if (p % 16 == 0)
 #pragma GCC unroll 16
-            for (int j = 0; j < NB; j++)
-                _mm_prefetch((const char *)(row[j] + NB * ldb + p), _MM_HINT_T1);
+            for (int j = 0; j < NB; j++) /* past B's last row on the last tile: an
+                                            address only (a prefetch never faults) */
+                _mm_prefetch((const char *)((uintptr_t)(row[j] + p) +
+                                            (uintptr_t)NB * ldb * sizeof(float)),
+                             _MM_HINT_T1);
         __m512 av[4];
 #pragma GCC unroll 4
         for (int v = 0; v < mv; v++)

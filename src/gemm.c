@@ -944,11 +944,12 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
                     uint32_t m = 0;
                     if (n_direct) {
                         /* after the last strip: the next full one here or,
-                         * from the next K block, the first */
+                         * from the next K block when it is as deep (the
+                         * kernel fetches kc rows), the first */
                         const float *next = NULL;
                         if (j0 + n_direct + nr <= j_hi)
                             next = job->B + pc * job->ldb + j0 + n_direct;
-                        else if (pc + kc < job->K && j_lo + nr <= j_hi)
+                        else if (job->K - (pc + kc) >= kc && j_lo + nr <= j_hi)
                             next = job->B + (pc + kc) * job->ldb + j_lo;
                         m = macro_kernel(job, mc, n_direct, kc, packed_a,
                                          job->B + pc * job->ldb + j0, job->ldb, c, beta, scan,
