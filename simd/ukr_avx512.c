@@ -166,8 +166,7 @@ bcast_tile(size_t kc, const float *restrict a, const float *restrict b, size_t l
 #pragma GCC unroll 4
         for (int v = 0; v < mv; v++)
             acc[j][v] = _mm512_setzero_ps();
-    size_t p = 0;
-    for (; p < kc; p++) {
+    for (size_t p = 0; p < kc; p++) {
         /* The next tile's columns, one line of each row per 16 k steps,
          * into L2: each of B's rows is read a KC-long piece at a time, too
          * short for the hardware prefetchers. 64x4096x4096 NT, 1 thread,
@@ -306,38 +305,55 @@ static inline void load_transposed16(const float *s, size_t ld, __m512 out[16])
     }
 }
 
-/* Transposes (ukr.h's "cols") for B: dst[p*NR + r] = x[r*ld + p], r < NR
- * (three 16-row groups): 16 x 16 blocks read along p (16 cache lines, one
- * vector each) and written as 16 vectors, in place of NR scattered scalar
- * stores per p. The last kc % 16 columns go through masked loads that read
- * nothing beyond kc. */
-static void pack_b_cols(const float *restrict x, size_t ld, size_t kc, float *restrict dst)
+/* The first n lanes of a vector (n <= 16): masked loads and stores of a
+ * last, partial block of 16. */
+static inline __mmask16 first_lanes(size_t n)
 {
-    for (int g = 0; g < NR; g += 16) {
-        const float *xg = x + (size_t)g * ld;
-        for (size_t p0 = 0; p0 < kc; p0 += 16) {
+    return n >= VL ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+}
+
+/* Transposes (ukr.h's "cols"): dst[p*R + r] = x[r*ld + p] for p < kc and r
+ * < h, zero for h <= r < R (R a multiple of 16): 16 x 16 blocks read along p
+ * (16 cache lines, one vector each) and written as 16 vectors, in place of
+ * R scattered scalar stores per p. The last kc % 16 columns go through
+ * masked loads that read nothing beyond kc. */
+static inline __attribute__((always_inline)) void
+pack_transposed(const float *restrict x, size_t ld, size_t kc, size_t h, size_t R,
+                float *restrict dst)
+{
+    for (size_t i0 = 0; i0 < R; i0 += VL) {
+        size_t rows = h > i0 ? (h - i0 < VL ? h - i0 : VL) : 0;
+        const float *xi = x + i0 * ld;
+        for (size_t p0 = 0; p0 < kc; p0 += VL) {
             size_t left = kc - p0;
-            __m512 r[16];
-            if (left >= 16) {
-                load_transposed16(xg + p0, ld, r);
+            __m512 r[VL];
+            if (left >= VL && rows == VL) {
+                load_transposed16(xi + p0, ld, r);
             } else {
-                __mmask16 m = (__mmask16)((1u << left) - 1);
+                __mmask16 m = first_lanes(left);
 #pragma GCC unroll 16
-                for (int i = 0; i < 16; i++)
-                    r[i] = _mm512_maskz_loadu_ps(m, xg + (size_t)i * ld + p0);
+                for (size_t q = 0; q < VL; q++)
+                    r[q] = q < rows ? _mm512_maskz_loadu_ps(m, xi + q * ld + p0)
+                                    : _mm512_setzero_ps();
                 transpose16(r);
             }
-            float *d = dst + p0 * (size_t)NR + g;
-            if (left >= 16) { /* the common case, unrolled */
+            float *d = dst + p0 * R + i0;
+            if (left >= VL) { /* the common case, unrolled */
 #pragma GCC unroll 16
-                for (int q = 0; q < 16; q++)
-                    _mm512_storeu_ps(d + q * NR, r[q]);
+                for (size_t q = 0; q < VL; q++)
+                    _mm512_storeu_ps(d + q * R, r[q]);
             } else {
                 for (size_t q = 0; q < left; q++)
-                    _mm512_storeu_ps(d + q * (size_t)NR, r[q]);
+                    _mm512_storeu_ps(d + q * R, r[q]);
             }
         }
     }
+}
+
+/* B's transposed micro-panel: NR rows, three 16-row groups. */
+static void pack_b_cols(const float *restrict x, size_t ld, size_t kc, float *restrict dst)
+{
+    pack_transposed(x, ld, kc, NR, NR, dst);
 }
 
 /* The same for A (R = MR = 8) without pack_b_cols' 16-row transpose, half of
@@ -357,7 +373,7 @@ static void pack_a_cols(const float *restrict x, size_t ld, size_t kc, float *re
                                               29, 30, 31);
     for (size_t p0 = 0; p0 < kc; p0 += 16, dst += 16 * MR) {
         size_t left = kc - p0, n = left < 16 ? left : 16;
-        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        __mmask16 m = first_lanes(left);
         __m512 v[MR], t[MR], s[MR];
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++)
@@ -396,32 +412,11 @@ static void pack_a_cols(const float *restrict x, size_t ld, size_t kc, float *re
 }
 
 /* ukr.h's bcast_pack_a: op(A) = A's rows [0, h) packed (kc, mp) for
- * fn_bcast_b, dst[p mp + i] = x[i ld + p], rows h..mp zero: one 16 x 16
- * transpose per vector of rows and 16 columns, as pack_b_cols does. */
+ * fn_bcast_b, rows h..mp zero. */
 static void bcast_pack_a(const float *restrict x, size_t ld, size_t kc, size_t h, size_t mp,
                          float *restrict dst)
 {
-    for (size_t i0 = 0; i0 < mp; i0 += VL) {
-        size_t rows = h > i0 ? (h - i0 < VL ? h - i0 : VL) : 0;
-        const float *xi = x + i0 * ld;
-        for (size_t p0 = 0; p0 < kc; p0 += VL) {
-            size_t left = kc - p0;
-            __m512 r[VL];
-            if (left >= VL && rows == VL) {
-                load_transposed16(xi + p0, ld, r);
-            } else {
-                __mmask16 m = left >= VL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-                for (size_t q = 0; q < VL; q++)
-                    r[q] = q < rows ? _mm512_maskz_loadu_ps(m, xi + q * ld + p0)
-                                    : _mm512_setzero_ps();
-                transpose16(r);
-            }
-            size_t n = left < VL ? left : VL;
-            float *d = dst + p0 * mp + i0;
-            for (size_t q = 0; q < n; q++)
-                _mm512_storeu_ps(d + q * mp, r[q]);
-        }
-    }
+    pack_transposed(x, ld, kc, h, mp, dst);
 }
 
 /* ukr.h's bcast_unpack_c: c[i ldc + j] = s[j lds + i] for i < h, j < w,
@@ -431,7 +426,7 @@ static void bcast_unpack_c(const float *restrict s, size_t lds, size_t h, size_t
 {
     for (size_t j0 = 0; j0 < w; j0 += VL) {
         size_t cols = w - j0 < VL ? w - j0 : VL;
-        __mmask16 cm = cols == VL ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
+        __mmask16 cm = first_lanes(cols);
         for (size_t i0 = 0; i0 < h; i0 += VL) {
             size_t rows = h - i0 < VL ? h - i0 : VL;
             __m512 r[VL];

@@ -601,20 +601,25 @@ static void panel_sums_any(const float *restrict panel, size_t kc, size_t mr, fl
             s[r] += panel[p * mr + r];
 }
 
-/* a_sums[0, mc) over the K block just packed (packed_a: ceil(mc/MR)
- * micro-panels (kc, MR)), continuing the sums of earlier K blocks: each
- * row's floats are added one by one in K order, as a plain loop over the
- * row would. Run by one thread per row block, once per K block. */
+/* Rows of the tallest panel add_a_sums() takes: a kernel's MR or a
+ * broadcast group's padded rows (4 vectors of at most 16 floats). */
+#define PANEL_ROWS_MAX 64
+
+/* a_sums[0, mc) over the K block just packed (packed_a: ceil(mc/mr)
+ * panels (kc, mr), mr <= PANEL_ROWS_MAX: the kernel's MR, or one group of
+ * bcast_rows), continuing the sums of earlier K blocks: each row's floats
+ * are added one by one in K order, as a plain loop over the row would. Run
+ * by one thread per row block, once per K block. */
 static void add_a_sums(const float *packed_a, size_t mc, size_t kc, size_t mr, int first,
                        float *a_sums)
 {
     for (size_t i0 = 0; i0 < mc; i0 += mr) {
         const float *panel = packed_a + i0 * kc;
         size_t h = size_min(mr, mc - i0);
-        float s[BPI_UKR_MR_MAX] = {0};
+        float s[PANEL_ROWS_MAX] = {0};
         for (size_t r = 0; r < h; r++)
             s[r] = first ? 0.0f : a_sums[i0 + r];
-        switch (mr) { /* the kernels' MR: scalar 4, AVX2 6, NEON and AVX-512 8 */
+        switch (mr) { /* the kernels' MR: scalar 4, AVX2 6, NEON and AVX-512 8; else a group */
         case 4: panel_sums_4(panel, kc, s); break;
         case 6: panel_sums_6(panel, kc, s); break;
         case 8: panel_sums_8(panel, kc, s); break;
@@ -691,16 +696,16 @@ static size_t bcast_group_rows(const bpi_ukr *ukr)
     return 4 * ukr->bcast_vl;
 }
 
-/* Rows [g0, g0 + h) of a thread's rows, one tile's height, in vectors of
- * the kernel (mv), padded to mp rows, computed nb columns at a time. */
+/* The group of a thread's m rows starting at row g0: h rows, one tile's
+ * height at most, in mv vectors of the kernel, padded to mp rows, computed
+ * nb columns at a time. */
 typedef struct bcast_group {
-    size_t g0, h, mv, mp, nb;
+    size_t h, mv, mp, nb;
 } bcast_group;
 
 static bcast_group bcast_group_at(const bpi_ukr *ukr, size_t m, size_t g0)
 {
     bcast_group g;
-    g.g0 = g0;
     g.h = size_min(bcast_group_rows(ukr), m - g0);
     g.mv = ceil_div(g.h, ukr->bcast_vl);
     g.mp = g.mv * ukr->bcast_vl;
@@ -760,15 +765,15 @@ static uint32_t bcast_rows(const gemm_job *job, size_t ic, size_t m, size_t j_lo
     for (size_t c0 = j_lo; c0 < j_hi; c0 += chunk) {
         size_t cw = size_min(chunk, j_hi - c0);
         float *c = job->C + ic * ldc + c0;
-        if (seed || job->beta != 0.0f) /* st (cw, mp) = C^T or the seed, padding 0 */
+        /* st (cw, mp) = C^T or the seed: row i of C at t[i] (the groups before
+         * the last are full), the last group's padding 0 */
+        if (seed || job->beta != 0.0f)
             for (size_t j = 0; j < cw; j++) {
                 float *t = st + j * mp;
-                memset(t, 0, sizeof(float) * mp);
-                for (size_t g0 = 0; g0 < m; g0 += bcast_group_rows(u)) {
-                    bcast_group g = bcast_group_at(u, m, g0);
-                    for (size_t i = 0; i < g.h; i++)
-                        t[g0 + i] = seed ? seed[c0 + j] : c[(g0 + i) * ldc + j];
-                }
+                for (size_t i = 0; i < m; i++)
+                    t[i] = seed ? seed[c0 + j] : c[i * ldc + j];
+                for (size_t i = m; i < mp; i++)
+                    t[i] = 0.0f;
             }
         for (size_t pc = 0; pc < job->K; pc += kc_max) {
             size_t kc = size_min(kc_max, job->K - pc);
@@ -783,15 +788,8 @@ static uint32_t bcast_rows(const gemm_job *job, size_t ic, size_t m, size_t j_lo
                 else
                     pack_micro_panel(job->A, job->lda, job->trans_a, pc, kc, ic + g0, g.h,
                                      g.mp, NULL, xg);
-                if (a_sums && sums && c0 == j_lo) {
-                    float *s = a_sums + ic + g0;
-                    for (size_t i = 0; i < g.h; i++) {
-                        float acc = pc == 0 ? 0.0f : s[i];
-                        for (size_t p = 0; p < kc; p++)
-                            acc += xg[p * g.mp + i];
-                        s[i] = acc;
-                    }
-                }
+                if (a_sums && sums && c0 == j_lo)
+                    add_a_sums(xg, g.h, kc, g.mp, pc == 0, a_sums + ic + g0);
             }
             for (size_t w0 = 0; w0 < cw; w0 += step) {
                 size_t w_hi = size_min(cw, w0 + step);
@@ -885,18 +883,12 @@ static void gemm_thread_body(const gemm_job *job, size_t tid, size_t nt)
         size_t lo, hi; /* this thread's columns of the NC block */
         split_cols(job->ukr, nc, tn, tj, &lo, &hi);
         size_t n_strips = ceil_div(hi - lo, nr), j_lo = jc + lo, j_hi = jc + hi;
-        if (bcast && lo < hi) {
-            uint32_t m = bcast_rows(job, row_lo, rows, j_lo, j_hi, jc == 0 && tj == 0, packed_a);
+        if ((bcast || deep) && lo < hi) { /* the thread's rows as one band */
+            int sums = jc == 0 && tj == 0;
+            uint32_t m = bcast ? bcast_rows(job, row_lo, rows, j_lo, j_hi, sums, packed_a)
+                               : deep_rows(job, row_lo, rows, j_lo, j_hi, sums, packed_a);
             absmax = m > absmax ? m : absmax;
             if (post)
-                post(job->epi->ctx, job->C + row_lo * job->ldc + j_lo, job->ldc, row_lo, j_lo,
-                     rows, j_hi - j_lo);
-            continue;
-        }
-        if (deep && lo < hi) {
-            uint32_t m = deep_rows(job, row_lo, rows, j_lo, j_hi, jc == 0 && tj == 0, packed_a);
-            absmax = m > absmax ? m : absmax;
-            if (post) /* band_post */
                 post(job->epi->ctx, job->C + row_lo * job->ldc + j_lo, job->ldc, row_lo, j_lo,
                      rows, j_hi - j_lo);
             continue;

@@ -122,7 +122,8 @@ typedef struct bpi_ukr {
                          float *restrict dst);
     void (*bcast_unpack_c)(const float *restrict s, size_t lds, size_t h, size_t w,
                            float *restrict c, size_t ldc);
-    size_t bcast_vl;             /* floats per vector of fn_bcast_b */
+    size_t bcast_vl;             /* floats per vector of fn_bcast_b (<= 16: gemm.c's
+                                    panels of 4 vectors hold at most 64 rows) */
     size_t bcast_nb[4];          /* its widest tile for mv = 1..4 */
 } bpi_ukr;
 
