@@ -25,6 +25,15 @@ void bpi_dense_forward(const bpi_gemm_env *gemm, const float *X, const float *W,
                   &epi);
 }
 
+void bpi_dense_forward_team(const bpi_gemm_env *gemm, const bpi_team *team, const float *X,
+                            const float *W, const float *b, float *Z, size_t B, size_t n_in,
+                            size_t n_out, const bpi_act_fused *act)
+{
+    bpi_gemm_epilogue epi = {b, act ? act_forward_block : NULL, act, NULL};
+    bpi_sgemm_team_fit_epi(gemm, team, 0, 1, B, n_out, n_in, 1.0f, X, n_in, W, n_in, 1.0f, Z,
+                           n_out, NULL, &epi);
+}
+
 /* The activation backward of the layer below on a finished block of its
  * dA (the input gradient just computed): dZ = dA f'(Z). */
 static void act_backward_block(const void *ctx, const float *da, size_t lda, size_t i0,

@@ -26,6 +26,13 @@ typedef struct bpi_act_fused {
 void bpi_dense_forward(const bpi_gemm_env *gemm, const float *X, const float *W,
                        const float *b, float *Z, size_t B, size_t n_in, size_t n_out,
                        const bpi_act_fused *act);
+/* The same, run by a team of threads of an enclosing parallel region (every
+ * member calls, see team.h), on as many of them as the product pays for;
+ * no barrier at the end. */
+struct bpi_team;
+void bpi_dense_forward_team(const bpi_gemm_env *gemm, const struct bpi_team *team,
+                            const float *X, const float *W, const float *b, float *Z, size_t B,
+                            size_t n_in, size_t n_out, const bpi_act_fused *act);
 
 /* dZ is (B, n_out), X is (B, n_in), W is (n_out, n_in).
  * dW (n_out, n_in) = dZ^T X                            (GEMM TN)
@@ -43,7 +50,6 @@ void bpi_dense_backward(const bpi_gemm_env *gemm, const float *dZ, const float *
  * enclosing parallel region (every member calls; see team.h):
  * dX (B, n_in) = dZ W (with the layer below's activation backward, as
  * above), and dW = dZ^T X with db = colsum dZ. */
-struct bpi_team;
 void bpi_dense_input_grad_team(const bpi_gemm_env *gemm, const struct bpi_team *team,
                                const float *dZ, const float *W, float *dX, size_t B,
                                size_t n_in, size_t n_out, const bpi_act_fused *below);

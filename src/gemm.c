@@ -1078,10 +1078,11 @@ void bpi_sgemm_team_absmax(const bpi_gemm_env *env, const bpi_team *team, int tr
                        absmax, NULL);
 }
 
-void bpi_sgemm_team_epi(const bpi_gemm_env *env, const bpi_team *team, int transA,
-                        int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
-                        size_t lda, const float *B, size_t ldb, float beta, float *C,
-                        size_t ldc, uint32_t *absmax, const bpi_gemm_epilogue *epi)
+/* The team's members 0..used-1 compute the product; used == 0: all. */
+static void team_epi(const bpi_gemm_env *env, const bpi_team *team, int used, int transA,
+                     int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
+                     size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc,
+                     uint32_t *absmax, const bpi_gemm_epilogue *epi)
 {
     if (team->size <= 1) { /* on the calling thread: the plain engine does that */
         bpi_sgemm_epi(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, absmax,
@@ -1099,5 +1100,29 @@ void bpi_sgemm_team_epi(const bpi_gemm_env *env, const bpi_team *team, int trans
     gemm_job job = make_job(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     job.absmax = absmax;
     job.epi = epi;
-    gemm_thread(&job, (size_t)team->rank, (size_t)team->size);
+    int n = used > 0 && used < team->size ? used : team->size;
+    if (team->rank < n)
+        gemm_thread(&job, (size_t)team->rank, (size_t)n);
+}
+
+void bpi_sgemm_team_epi(const bpi_gemm_env *env, const bpi_team *team, int transA,
+                        int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
+                        size_t lda, const float *B, size_t ldb, float beta, float *C,
+                        size_t ldc, uint32_t *absmax, const bpi_gemm_epilogue *epi)
+{
+    team_epi(env, team, 0, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, absmax,
+             epi);
+}
+
+void bpi_sgemm_team_fit_epi(const bpi_gemm_env *env, const bpi_team *team, int transA,
+                            int transB, size_t M, size_t N, size_t K, float alpha,
+                            const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                            float *C, size_t ldc, uint32_t *absmax,
+                            const bpi_gemm_epilogue *epi)
+{
+    bpi_gemm_env e = *env; /* threads_for() counts env's threads: the team's */
+    e.n_threads = team->size;
+    gemm_job job = make_job(&e, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    team_epi(&e, team, threads_for(&e, &job), transA, transB, M, N, K, alpha, A, lda, B, ldb,
+             beta, C, ldc, absmax, epi);
 }

@@ -51,13 +51,13 @@ static double bce_row(const float *y, const float *t, size_t n, float scale, flo
     return s / (double)n;
 }
 
-void bpi_head_loss(bp_head head, const float *Y, size_t B, size_t n, const int32_t *labels,
-                   const float *targets, double *row_loss, float *dY, int n_threads)
+void bpi_head_loss_rows(bp_head head, const float *Y, size_t B, size_t n, size_t b0,
+                        size_t b1, const int32_t *labels, const float *targets,
+                        double *row_loss, float *dY)
 {
     float inv_B = 1.0f / (float)B;
     float inv_Bn = 1.0f / ((float)B * (float)n);
-    BPI_OMP_FOR(n_threads, B * n)
-    for (size_t b = 0; b < B; b++) {
+    for (size_t b = b0; b < b1; b++) {
         const float *y = Y + b * n;
         float *dy = dY ? dY + b * n : NULL;
         if (head == BP_HEAD_SOFTMAX_CE)
@@ -67,6 +67,14 @@ void bpi_head_loss(bp_head head, const float *Y, size_t B, size_t n, const int32
         else
             row_loss[b] = bce_row(y, targets + b * n, n, inv_Bn, dy);
     }
+}
+
+void bpi_head_loss(bp_head head, const float *Y, size_t B, size_t n, const int32_t *labels,
+                   const float *targets, double *row_loss, float *dY, int n_threads)
+{
+    BPI_OMP_FOR(n_threads, B * n)
+    for (size_t b = 0; b < B; b++)
+        bpi_head_loss_rows(head, Y, B, n, b, b + 1, labels, targets, row_loss, dY);
 }
 
 void bpi_head_output(bp_head head, const float *Y, size_t B, size_t n, float *P, int n_threads)

@@ -15,6 +15,11 @@
 void bpi_head_loss(bp_head head, const float *Y, size_t B, size_t n, const int32_t *labels,
                    const float *targets, double *row_loss, float *dY, int n_threads);
 
+/* The same for rows [b0, b1) of the B: the loop body of bpi_head_loss, for
+ * callers that split the rows among their own threads. */
+void bpi_head_loss_rows(bp_head head, const float *Y, size_t B, size_t n, size_t b0,
+                        size_t b1, const int32_t *labels, const float *targets,
+                        double *row_loss, float *dY);
 /* P (B, n) = softmax(Y) / sigmoid(Y) / Y, row by row. */
 void bpi_head_output(bp_head head, const float *Y, size_t B, size_t n, float *P, int n_threads);
 

@@ -70,6 +70,7 @@ struct bp_net {
     uint32_t *dW_absmax;     /* (n_layers) */
     int grad_bound_valid;
     uint64_t params_gen;
+    uint64_t one_region_steps; /* training steps run in one parallel region, for tests */
 };
 
 /* Every write of the parameter block calls this. */
@@ -89,6 +90,17 @@ bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targ
 /* Loss of the last forward without computing gradients. */
 bp_status bpi_net_loss(bp_net *net, const int32_t *labels, const float *targets,
                        double *loss, const char *fn);
+/* Steps by the threads of one parallel region (step.c), each member of
+ * team calling: the forward, ending at a barrier (net->batch and
+ * net->x_last are the caller's to set); the loss and the last layer's dA,
+ * returning the mean loss on every member. On a non-finite loss,
+ * bpi_net_loss_failure gives the error (run it on one thread). */
+struct bpi_team;
+void bpi_net_forward_team(bp_net *net, const struct bpi_team *team, const float *X, size_t B);
+double bpi_net_loss_team(bp_net *net, const struct bpi_team *team, const int32_t *labels,
+                         const float *targets);
+bp_status bpi_net_loss_failure(const bp_net *net, const int32_t *labels, const float *targets,
+                               const char *fn);
 /* Check labels/targets against the net's head for a batch of B rows. */
 bp_status bpi_check_targets(const bp_net *net, const int32_t *labels, const float *targets,
                             size_t B, const char *fn);

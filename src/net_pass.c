@@ -6,6 +6,7 @@
 #include "dense.h"
 #include "error.h"
 #include "head.h"
+#include "parallel.h"
 #include "net.h"
 #include "sched.h"
 
@@ -57,7 +58,7 @@ static int all_finite(const float *x, size_t n)
 }
 
 /* Error path only: say where the first non-finite value appeared. */
-static bp_status numeric_failure(const bp_net *net, const int32_t *labels, const float *targets,
+bp_status bpi_net_loss_failure(const bp_net *net, const int32_t *labels, const float *targets,
                                  const char *fn)
 {
     size_t B = net->batch;
@@ -78,17 +79,37 @@ static bp_status numeric_failure(const bp_net *net, const int32_t *labels, const
 
 /* ------------------------------------------------------------ forward */
 
+/* Layer L's activation, run in its forward GEMM's write-back. */
+static bpi_act_fused act_forward(const bpi_layer *L)
+{
+    bpi_act_fused f = {L->act, L->alpha, L->Z, L->A, NULL, L->n_out};
+    return f;
+}
+
 void bpi_net_forward(bp_net *net, const float *X, size_t B)
 {
     const float *in = X;
     for (size_t i = 0; i < net->n_layers; i++) {
         bpi_layer *L = &net->layers[i];
-        bpi_act_fused act = {L->act, L->alpha, L->Z, L->A, NULL, L->n_out};
+        bpi_act_fused act = act_forward(L);
         bpi_dense_forward(&net->ctx->gemm, in, L->W, L->b, L->Z, B, L->n_in, L->n_out, &act);
         in = L->A;
     }
     net->batch = B;
     net->x_last = X;
+}
+
+void bpi_net_forward_team(bp_net *net, const bpi_team *team, const float *X, size_t B)
+{
+    const float *in = X;
+    for (size_t i = 0; i < net->n_layers; i++) {
+        bpi_layer *L = &net->layers[i];
+        bpi_act_fused act = act_forward(L);
+        bpi_dense_forward_team(&net->ctx->gemm, team, in, L->W, L->b, L->Z, B, L->n_in,
+                               L->n_out, &act);
+        bpi_barrier_wait(team->barrier); /* the next layer reads all of A */
+        in = L->A;
+    }
 }
 
 bp_status bp_net_forward(bp_net *net, const float *X, size_t B)
@@ -129,8 +150,21 @@ bp_status bpi_net_loss(bp_net *net, const int32_t *labels, const float *targets,
                   NULL, net->ctx->n_threads);
     *loss = mean_row_loss(net);
     if (!isfinite(*loss))
-        return numeric_failure(net, labels, targets, fn);
+        return bpi_net_loss_failure(net, labels, targets, fn);
     return BP_OK;
+}
+
+double bpi_net_loss_team(bp_net *net, const bpi_team *team, const int32_t *labels,
+                         const float *targets)
+{
+    bpi_layer *last = &net->layers[net->n_layers - 1];
+    size_t B = net->batch, lo = 0, hi = team->rank == 0 ? B : 0;
+    if (B * last->n_out >= BPI_PAR_MIN_ELEMS) /* as bpi_head_loss splits */
+        bpi_team_range(team, B, &lo, &hi);
+    bpi_head_loss_rows(net->head, last->A, B, last->n_out, lo, hi, labels, targets,
+                       net->row_loss, last->dA);
+    bpi_barrier_wait(team->barrier);
+    return mean_row_loss(net);
 }
 
 bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targets,
@@ -143,7 +177,7 @@ bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targ
                   nt);
     double mean = mean_row_loss(net);
     if (!isfinite(mean))
-        return numeric_failure(net, labels, targets, fn);
+        return bpi_net_loss_failure(net, labels, targets, fn);
     /* The weight-gradient GEMMs raise these (net.h). */
     net->grad_bound_valid = 0;
     memset(net->dW_absmax, 0, net->n_layers * sizeof *net->dW_absmax);

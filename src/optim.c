@@ -10,6 +10,7 @@
 #include "net.h"
 #include "optim.h"
 #include "parallel.h"
+#include "team.h"
 
 /* Floats per partial sum of the gradient norm: a fixed chunking, so the sum
  * is the same for any thread count. */
@@ -136,12 +137,13 @@ void bp_optim_destroy(bp_optim *opt)
  * fixed order (the same bits for any thread count) that vectorises, where
  * one running sum would wait for every addition. */
 #define NORM_LANES 16
-static double grad_sum_squares(bp_optim *opt)
+/* Chunks [c0, c1) of the sum (partials[c]); any split of the chunks among
+ * threads gives the same partials. */
+static void norm_chunks(bp_optim *opt, size_t c0, size_t c1)
 {
     const float *g = opt->net->grads;
     size_t n = opt->net->block_floats;
-    BPI_OMP_FOR(opt->net->ctx->n_threads, n)
-    for (size_t c = 0; c < opt->n_chunks; c++) {
+    for (size_t c = c0; c < c1; c++) {
         size_t i = c * NORM_CHUNK, end = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
         double lane[NORM_LANES] = {0};
         for (; i + NORM_LANES <= end; i += NORM_LANES)
@@ -154,10 +156,29 @@ static double grad_sum_squares(bp_optim *opt)
             s += lane[k];
         opt->partials[c] = s;
     }
+}
+
+void bpi_optim_norm_part(bp_optim *opt, int tid, int nt)
+{
+    bpi_team t = {tid, nt, NULL};
+    size_t lo, hi;
+    bpi_team_range(&t, opt->n_chunks, &lo, &hi);
+    norm_chunks(opt, lo, hi);
+}
+
+double bpi_optim_norm_total(const bp_optim *opt)
+{
     double total = 0.0;
     for (size_t c = 0; c < opt->n_chunks; c++)
         total += opt->partials[c];
     return total;
+}
+
+static double grad_sum_squares(bp_optim *opt)
+{
+    BPI_OMP_EACH(opt->net->ctx->n_threads, opt->net->block_floats, tid, nt)
+    bpi_optim_norm_part(opt, tid, nt);
+    return bpi_optim_norm_total(opt);
 }
 
 /* Error path only: name the first gradient entry of layer i that is NaN or
@@ -439,83 +460,125 @@ static int chunk_thread(const bp_optim *opt, size_t k, int nt)
     return (int)(c->lo / NORM_CHUNK * (size_t)nt / chunks);
 }
 
-bp_status bp_optim_step(bp_optim *opt)
+/* A diverging step (its new parameters or state overflowing to infinity or
+ * NaN) is refused before anything is written: one read-only pass computes
+ * every new value, the second writes them; each pass is one parallel loop
+ * over the chunks of every tensor. A failure is blamed on the gradient
+ * when one is not finite.
+ * The read-only pass costs as much memory traffic as the write pass (it
+ * reads p, g and the state), and for wide layers both stream from memory:
+ * 13 % of a 4096-wide step. So a weight tensor skips it when bounds prove
+ * its step finite: the gradient's max |dW| from the backward's GEMM, and
+ * the maxima of p and state left by this optimizer's last write pass, if
+ * nothing else has written them since (net->params_gen,
+ * bpi_optim_state_written, net->grad_bound_valid).
+ * The phases below are run by bp_optim_step, each pass in a parallel
+ * region of its own, and by the one-region training step (step.c), whose
+ * threads wait at a barrier between them. */
+
+bp_status bpi_optim_prepare(bp_optim *opt, double sum_squares, const char *fn)
 {
-    const char *fn = "bp_optim_step";
-    if (!opt)
-        return bpi_fail(BP_EINVAL, "%s: opt is NULL", fn);
-    /* The norm, for clipping only: a NaN or infinite gradient makes some
-     * new value NaN or infinite, which the check pass below finds anyway. */
-    double ss = 0.0;
     bp_net *net = opt->net;
-    if (opt->cfg.clip_norm > 0.0f) {
-        ss = grad_sum_squares(opt);
-        if (!isfinite(ss)) {
-            bp_status s = nonfinite_grad(net, fn);
-            return s != BP_OK ? s : bpi_fail(BP_ENUMERIC, "%s: the gradient norm overflows", fn);
-        }
+    /* The norm is for clipping only: a NaN or infinite gradient makes some
+     * new value NaN or infinite, which the check pass finds anyway. */
+    if (opt->cfg.clip_norm > 0.0f && !isfinite(sum_squares)) {
+        bp_status s = nonfinite_grad(net, fn);
+        return s != BP_OK ? s : bpi_fail(BP_ENUMERIC, "%s: the gradient norm overflows", fn);
     }
-    update_args u = step_args(opt, ss);
-    /* A diverging step (its new parameters or state overflowing to
-     * infinity or NaN) is refused before anything is written: one read-only
-     * pass computes every new value, the second writes them; each pass is
-     * one parallel loop over the chunks of every tensor. A failure is
-     * blamed on the gradient when one is not finite.
-     * The read-only pass costs as much memory traffic as the write pass
-     * (it reads p, g and the state), and for wide layers both stream from
-     * memory: 13 % of a 4096-wide step. So a weight tensor skips it when
-     * bounds prove its step finite: the gradient's max |dW| from the
-     * backward's GEMM, and the maxima of p and state left by this
-     * optimizer's last write pass, if nothing else has written them since
-     * (net->params_gen, bpi_optim_state_written, net->grad_bound_valid). */
-    const bpi_update_chunk *work = opt->work;
-    double *failed = opt->partials;
-    unsigned char *proven = opt->layer_proven;
+    update_args u = step_args(opt, sum_squares);
+    opt->step_args = u;
     int bounds = opt->bounds_valid && opt->bounds_gen == net->params_gen &&
                  net->grad_bound_valid;
     for (size_t i = 0; i < net->n_layers; i++) {
         tensor_update t = tensor_at(opt, u, net->layers[i].w_off, 1);
-        proven[i] = bounds && weight_step_proven(&t, net->dW_absmax[i], &opt->weight_max[3 * i]);
-        opt->proven += proven[i];
+        opt->layer_proven[i] =
+            bounds && weight_step_proven(&t, net->dW_absmax[i], &opt->weight_max[3 * i]);
+        opt->proven += opt->layer_proven[i];
     }
-    BPI_OMP_EACH(u.n_threads, net->block_floats, tid, nt)
+    return BP_OK;
+}
+
+void bpi_optim_check_part(bp_optim *opt, int tid, int nt)
+{
+    const bpi_update_chunk *work = opt->work;
     for (size_t k = 0; k < opt->n_work; k++) {
         if (chunk_thread(opt, k, nt) != tid)
             continue;
-        tensor_update t = tensor_at(opt, u, work[k].off, work[k].weight);
-        failed[k] = work[k].weight && proven[work[k].layer]
-                        ? 0.0
-                        : (double)would_fail(&t, work[k].lo, work[k].hi);
+        tensor_update t = tensor_at(opt, opt->step_args, work[k].off, work[k].weight);
+        opt->partials[k] = work[k].weight && opt->layer_proven[work[k].layer]
+                               ? 0.0
+                               : (double)would_fail(&t, work[k].lo, work[k].hi);
     }
+}
+
+int bpi_optim_check_failed(const bp_optim *opt)
+{
+    for (size_t k = 0; k < opt->n_work; k++)
+        if (opt->partials[k] != 0.0)
+            return 1;
+    return 0;
+}
+
+bp_status bpi_optim_refusal(bp_optim *opt, const char *fn)
+{
+    const bpi_update_chunk *work = opt->work;
     for (size_t k = 0; k < opt->n_work; k++) {
-        if (failed[k] == 0.0)
+        if (opt->partials[k] == 0.0)
             continue;
-        BPI_TRY(nonfinite_grad(net, fn));
-        const bpi_layer *L = &net->layers[work[k].layer];
-        tensor_update t = tensor_at(opt, u, work[k].off, work[k].weight);
+        BPI_TRY(nonfinite_grad(opt->net, fn));
+        const bpi_layer *L = &opt->net->layers[work[k].layer];
+        tensor_update t = tensor_at(opt, opt->step_args, work[k].off, work[k].weight);
         return diverged(&t, work[k].layer, work[k].weight,
                         work[k].weight ? L->n_out * L->n_in : L->n_out, fn);
     }
-    uint32_t *chunk_max = opt->chunk_max;
-    BPI_OMP_EACH(u.n_threads, net->block_floats, tid, nt)
+    return BP_OK;
+}
+
+void bpi_optim_write_part(bp_optim *opt, int tid, int nt)
+{
+    const bpi_update_chunk *work = opt->work;
     for (size_t k = 0; k < opt->n_work; k++) {
         if (chunk_thread(opt, k, nt) != tid)
             continue;
-        tensor_update t = tensor_at(opt, u, work[k].off, work[k].weight);
-        update_range(&t, work[k].lo, work[k].hi, &chunk_max[3 * k]);
+        tensor_update t = tensor_at(opt, opt->step_args, work[k].off, work[k].weight);
+        update_range(&t, work[k].lo, work[k].hi, &opt->chunk_max[3 * k]);
     }
+}
+
+void bpi_optim_finish(bp_optim *opt)
+{
+    bp_net *net = opt->net;
     /* The weights' maxima per layer, for the next step's proof. */
     memset(opt->weight_max, 0, 3 * net->n_layers * sizeof *opt->weight_max);
     for (size_t k = 0; k < opt->n_work; k++)
-        if (work[k].weight)
+        if (opt->work[k].weight)
             for (int j = 0; j < 3; j++) {
-                uint32_t *w = &opt->weight_max[3 * work[k].layer + j];
-                *w = chunk_max[3 * k + j] > *w ? chunk_max[3 * k + j] : *w;
+                uint32_t *w = &opt->weight_max[3 * opt->work[k].layer + j];
+                uint32_t c = opt->chunk_max[3 * k + j];
+                *w = c > *w ? c : *w;
             }
     bpi_net_params_written(net);
     opt->bounds_gen = net->params_gen;
     opt->bounds_valid = 1;
     opt->steps++;
+}
+
+bp_status bp_optim_step(bp_optim *opt)
+{
+    const char *fn = "bp_optim_step";
+    if (!opt)
+        return bpi_fail(BP_EINVAL, "%s: opt is NULL", fn);
+    size_t work = opt->net->block_floats;
+    int n_threads = opt->net->ctx->n_threads;
+    BPI_TRY(bpi_optim_prepare(opt, opt->cfg.clip_norm > 0.0f ? grad_sum_squares(opt) : 0.0,
+                              fn));
+    BPI_OMP_EACH(n_threads, work, tid, nt)
+    bpi_optim_check_part(opt, tid, nt);
+    if (bpi_optim_check_failed(opt))
+        return bpi_optim_refusal(opt, fn);
+    BPI_OMP_EACH(n_threads, work, tid, nt)
+    bpi_optim_write_part(opt, tid, nt);
+    bpi_optim_finish(opt);
     return BP_OK;
 }
 

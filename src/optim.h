@@ -59,6 +59,25 @@ double bpi_schedule_lr(const bp_optim_config *cfg, uint64_t t);
 /* Check a schedule's fields; fn names the caller in the message. */
 bp_status bpi_schedule_check(const bp_optim_config *cfg, const char *fn);
 
+/* bp_optim_step in phases (optim.c), for a caller that runs the passes on
+ * the threads of its own parallel region (step.c): thread tid of nt runs
+ * each *_part, and every part of a phase must be done before the next
+ * phase starts.
+ *   norm (clipping only): norm_part on every thread, then norm_total;
+ *   prepare(sum of squares, or 0 without clipping): this step's arguments
+ *     and proofs; fails only on a non-finite norm;
+ *   check_part on every thread, then check_failed on any: if 1, refusal
+ *     gives the step's error and nothing has been written;
+ *   write_part on every thread, then finish (on one) counts the step. */
+void bpi_optim_norm_part(bp_optim *opt, int tid, int nt);
+double bpi_optim_norm_total(const bp_optim *opt);
+bp_status bpi_optim_prepare(bp_optim *opt, double sum_squares, const char *fn);
+void bpi_optim_check_part(bp_optim *opt, int tid, int nt);
+int bpi_optim_check_failed(const bp_optim *opt);
+bp_status bpi_optim_refusal(bp_optim *opt, const char *fn);
+void bpi_optim_write_part(bp_optim *opt, int tid, int nt);
+void bpi_optim_finish(bp_optim *opt);
+
 /* Layer-by-layer updates, for MPI's overlap of the update with the other
  * layers' reductions (see optim.c): possible without global-norm clipping
  * and with a snapshot of (1 + snap_slots) x block_floats floats. begin,

@@ -19,6 +19,7 @@ typedef struct bpi_sched {
     int n_envs;              /* groups, and the joint one when it has tasks */
     bpi_gemm_env *envs;      /* per group: the GEMM engine on that group's threads */
     bpi_barrier *barriers;   /* per group */
+    bpi_barrier all;         /* all n_threads, for a whole step in one region (step.c) */
     atomic_int *done;        /* per task */
     struct bpi_pinning *pin; /* binding each thread to its core, or NULL */
 } bpi_sched;
@@ -37,5 +38,16 @@ int bpi_sched_usable(const bpi_sched *sched, const struct bp_net *net);
  * sequential backward. Returns 0 if it could not run (the region got fewer
  * threads than planned): the caller then runs the sequential backward. */
 int bpi_sched_backward(struct bp_net *net, bpi_sched *sched);
+
+/* bpi_sched_backward's pieces, for a caller that runs the plan inside a
+ * parallel region of its own with exactly sched->n_threads threads
+ * (step.c): reset before the region; in it, thread tid calls enter (which
+ * binds it to its core; returns whether to unbind), run (which returns
+ * when the thread's task lists are done: the caller's barrier then ends
+ * the backward), and leave at the region's end. */
+void bpi_sched_reset(bpi_sched *sched);
+int bpi_sched_enter(bpi_sched *sched, int tid);
+void bpi_sched_run(struct bp_net *net, bpi_sched *sched, int tid);
+void bpi_sched_leave(bpi_sched *sched, int tid, int pinned);
 
 #endif

@@ -189,6 +189,7 @@ bp_status bpi_sched_create(bp_net *net, bpi_sched **out)
         return st;
     }
     s->n_threads = net->ctx->n_threads;
+    bpi_barrier_init(&s->all, (unsigned)s->n_threads);
     st = pinning_create(net->ctx->cores, s->n_threads, &s->pin);
     if (st != BP_OK) {
         bpi_sched_destroy(s);
@@ -306,10 +307,31 @@ static void run_thread(bp_net *net, bpi_sched *s, int tid)
     run_list(net, s, tid, p->n_groups);
 }
 
-int bpi_sched_backward(bp_net *net, bpi_sched *s)
+void bpi_sched_reset(bpi_sched *s)
 {
     for (int k = 0; k < s->plan.n_tasks; k++)
         atomic_store_explicit(&s->done[k], 0, memory_order_relaxed);
+}
+
+int bpi_sched_enter(bpi_sched *s, int tid)
+{
+    return pin(s->pin, tid);
+}
+
+void bpi_sched_run(bp_net *net, bpi_sched *s, int tid)
+{
+    run_thread(net, s, tid);
+}
+
+void bpi_sched_leave(bpi_sched *s, int tid, int pinned)
+{
+    if (pinned)
+        unpin(s->pin, tid);
+}
+
+int bpi_sched_backward(bp_net *net, bpi_sched *s)
+{
+    bpi_sched_reset(s);
     int nt = s->n_threads, ran = 0;
 #if BP_HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
@@ -319,18 +341,17 @@ int bpi_sched_backward(bp_net *net, bpi_sched *s)
          * caller runs the sequential backward instead. */
         if (omp_get_num_threads() == nt) {
             int tid = omp_get_thread_num();
-            int pinned = pin(s->pin, tid);
+            int pinned = bpi_sched_enter(s, tid);
             bpi_fpmode fp = bpi_fpmode_enter(); /* as in every region: see fpmode.h */
             run_thread(net, s, tid);
             bpi_fpmode_leave(&fp);
-            if (pinned)
-                unpin(s->pin, tid);
+            bpi_sched_leave(s, tid, pinned);
             if (tid == 0)
                 ran = 1;
         }
     }
 #else
-    (void)net, (void)nt, (void)pin, (void)unpin, (void)run_thread; /* never reached: threads >= 2 */
+    (void)net, (void)nt, (void)run_thread; /* never reached: threads >= 2 */
 #endif
     return ran;
 }

@@ -10,6 +10,7 @@
 #include "optim.h"
 #include "parallel.h"
 #include "rng.h"
+#include "step.h"
 #include "train.h"
 
 static bp_status check_pair(const bp_net *net, const bp_optim *opt, const char *fn)
@@ -25,6 +26,9 @@ static bp_status check_pair(const bp_net *net, const bp_optim *opt, const char *
 static bp_status step(bp_net *net, bp_optim *opt, const float *X, const int32_t *labels,
                       const float *targets, size_t B, float *loss, const char *fn)
 {
+    bp_status s;
+    if (bpi_step_one_region(net, opt, X, labels, targets, B, loss, &s, fn))
+        return s;
     bpi_net_forward(net, X, B);
     BPI_TRY(bpi_net_backward(net, labels, targets, loss, fn));
     return bp_optim_step(opt);

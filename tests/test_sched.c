@@ -2,6 +2,7 @@
  * strings and hand-made uneven ones) obey their invariants, and executing
  * them gives the same bits as the sequential backward on this machine. */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "bp_config.h"
 #include "ctx.h"
 #include "net.h"
+#include "optim.h"
 #include "sched.h"
 #include "testutil.h"
 #include "tu_suite.h"
@@ -349,6 +351,148 @@ START_TEST(scheduled_equals_sequential_bitwise)
 }
 END_TEST
 
+/* ------------------------------------------------ the one-region step */
+
+/* A net and optimizer on `threads` threads with the given backward mode,
+ * with one batch of data (identical for every call). */
+typedef struct trainer {
+    bp_ctx *ctx;
+    bp_net *net;
+    bp_optim *opt;
+    float X[32 * 256];
+    int32_t y[32];
+} trainer;
+
+static void trainer_open(trainer *t, int threads, bp_backward_mode mode,
+                         const bp_optim_config *cfg)
+{
+    static size_t widths[] = {256, 256, 256, 10}; /* planned (a joint list) on 2 cores */
+    OK(bp_ctx_create(&t->ctx, threads));
+    OK(bp_ctx_set_backward(t->ctx, mode));
+    t->net = make_net(t->ctx, widths, 3, 32);
+    OK(bp_optim_create(&t->opt, t->net, cfg));
+    tu_rng r;
+    tu_seed(&r, 11);
+    tu_fill(&r, t->X, 32 * 256, -1, 1);
+    for (size_t i = 0; i < 32; i++)
+        t->y[i] = (int32_t)(tu_next(&r) % 10);
+}
+
+static void trainer_close(trainer *t)
+{
+    bp_optim_destroy(t->opt);
+    bp_net_destroy(t->net);
+    bp_ctx_destroy(t->ctx);
+}
+
+/* Parameters, optimizer state and step count, for "nothing changed". */
+static float *trainer_state(const trainer *t, size_t *n)
+{
+    size_t block = t->net->block_floats;
+    *n = (1 + t->opt->n_slots) * block + 1;
+    float *out = malloc(*n * sizeof *out);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out, t->net->params, block * sizeof *out);
+    if (t->opt->n_slots)
+        memcpy(out + block, t->opt->state, t->opt->n_slots * block * sizeof *out);
+    out[*n - 1] = (float)t->opt->steps;
+    return out;
+}
+
+/* Whether this machine runs plans at all (2+ cores, OpenMP). */
+static int plans_run_here(void)
+{
+    bp_ctx *ctx;
+    OK(bp_ctx_create(&ctx, 0));
+    int yes = ctx->cores->n_cores >= 2 && (bp_build_features() & BP_FEATURE_OPENMP);
+    bp_ctx_destroy(ctx);
+    return yes;
+}
+
+/* Steps through the one-region path (scheduled, 2 threads) give the bits of
+ * the plain path on 1 thread, with gradient clipping (whose norm is summed
+ * inside the region) and without, for SGD with momentum and for Adam. */
+START_TEST(one_region_step_equals_plain)
+{
+    bp_optim_config cfgs[3];
+    OK(bp_optim_config_default(&cfgs[0], BP_OPTIM_SGD));
+    cfgs[0].momentum = 0.9f;
+    cfgs[1] = cfgs[0];
+    cfgs[1].clip_norm = 0.05f; /* below the gradients' norm: it scales */
+    OK(bp_optim_config_default(&cfgs[2], BP_OPTIM_ADAM));
+    for (int c = 0; c < 3; c++) {
+        trainer ref, got;
+        trainer_open(&ref, 1, BP_BACKWARD_SEQUENTIAL, &cfgs[c]);
+        trainer_open(&got, 2, BP_BACKWARD_SCHEDULED, &cfgs[c]);
+        float loss_ref, loss_got;
+        for (int k = 0; k < 3; k++) {
+            OK(bp_train_step(ref.net, ref.opt, ref.X, ref.y, NULL, 32, &loss_ref));
+            OK(bp_train_step(got.net, got.opt, got.X, got.y, NULL, 32, &loss_got));
+            ck_assert_msg(memcmp(&loss_ref, &loss_got, sizeof loss_ref) == 0,
+                          "config %d step %d: loss %.9g against %.9g", c, k,
+                          (double)loss_got, (double)loss_ref);
+        }
+        size_t n_ref, n_got;
+        float *a = trainer_state(&ref, &n_ref), *b = trainer_state(&got, &n_got);
+        ck_assert(n_ref == n_got);
+        ck_assert_msg(memcmp(a, b, n_ref * sizeof *a) == 0, "config %d: state differs", c);
+        ck_assert_msg(memcmp(ref.net->grads, got.net->grads,
+                             ref.net->block_floats * sizeof(float)) == 0,
+                      "config %d: gradients differ", c);
+        ck_assert_uint_eq(ref.net->one_region_steps, 0);
+        if (plans_run_here())
+            ck_assert_uint_eq(got.net->one_region_steps, 3);
+        free(a);
+        free(b);
+        trainer_close(&ref);
+        trainer_close(&got);
+    }
+}
+END_TEST
+
+/* A step the one-region path refuses fails as the plain path does (status
+ * and message) and changes nothing: a NaN in the input (the loss is not
+ * finite) and a learning rate that overflows the update. */
+START_TEST(one_region_step_refuses_like_plain)
+{
+    bp_optim_config cfg;
+    OK(bp_optim_config_default(&cfg, BP_OPTIM_SGD));
+    cfg.momentum = 0.9f;
+    for (int bad = 0; bad < 2; bad++) {
+        if (bad == 1)
+            cfg.lr = 3e38f;
+        char msg[2][512];
+        for (int m = 0; m < 2; m++) {
+            trainer t;
+            trainer_open(&t, 2, m ? BP_BACKWARD_SCHEDULED : BP_BACKWARD_SEQUENTIAL, &cfg);
+            float loss = 0.0f;
+            OK(bp_train_step(t.net, t.opt, t.X, t.y, NULL, 32, &loss)); /* momentum state */
+            if (bad == 0)
+                t.X[37] = NAN;
+            size_t n, n_after;
+            float *before = trainer_state(&t, &n);
+            uint64_t one_region = t.net->one_region_steps;
+            /* another message first, so a failure that sets none shows */
+            ck_assert_int_eq(bp_train_step(NULL, t.opt, t.X, t.y, NULL, 32, &loss), BP_EINVAL);
+            ck_assert_int_eq(bp_train_step(t.net, t.opt, t.X, t.y, NULL, 32, &loss),
+                             BP_ENUMERIC);
+            snprintf(msg[m], sizeof msg[m], "%s", bp_last_error());
+            float *after = trainer_state(&t, &n_after);
+            ck_assert(n == n_after);
+            ck_assert_msg(memcmp(before, after, n * sizeof *after) == 0,
+                          "case %d mode %d: a refused step changed the state", bad, m);
+            if (m == 1 && plans_run_here())
+                ck_assert_uint_eq(t.net->one_region_steps, one_region + 1);
+            free(before);
+            free(after);
+            trainer_close(&t);
+        }
+        ck_assert_msg(strstr(msg[0], bad ? "layer " : "input") != NULL, "%s", msg[0]);
+        ck_assert_str_eq(msg[0], msg[1]);
+    }
+}
+END_TEST
+
 /* The executor binds its threads to their cores while a plan runs and puts
  * the caller's thread back as it was. */
 START_TEST(binding_is_restored)
@@ -404,6 +548,8 @@ static Suite *suite(void)
     tcase_add_test(run, scheduled_equals_sequential_bitwise);
     tcase_add_test(run, env_and_mode_controls);
     tcase_add_test(run, binding_is_restored);
+    tcase_add_test(run, one_region_step_equals_plain);
+    tcase_add_test(run, one_region_step_refuses_like_plain);
     suite_add_tcase(s, run);
     return s;
 }

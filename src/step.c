@@ -1,0 +1,136 @@
+/* One training step (forward, loss, scheduled backward, update) in one
+ * OpenMP parallel region.
+ *
+ * The plain step opens a region per forward GEMM, one for the backward
+ * plan and two for the update passes: six per step on 784-256-128-100-10
+ * at 2 threads, each costing 3.1-3.5 us to fork and join on the Zen 5 VMs
+ * (an empty region, measured) against 0.5-0.7 us for a spinning barrier
+ * (team.c) between the phases here. The phases, their order, the split of
+ * every piece of work among the threads and so every bit are the plain
+ * step's: the forward GEMMs use as many threads as the engine would give
+ * them (the others wait at the barrier), the loss splits rows as
+ * bpi_head_loss does, the backward runs the same plan, and the update the
+ * same chunks (optim.h's phases).
+ *
+ * Taken when the backward plan can run (a plan for this thread count, at
+ * least 2 threads) and nobody listens for each layer's gradients (MPI); the
+ * plain step otherwise. */
+#include <math.h>
+#include <string.h>
+
+#include "bp_config.h"
+#include "fpmode.h"
+#include "net.h"
+#include "optim.h"
+#include "sched.h"
+#include "step.h"
+#include "team.h"
+
+#if BP_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* What the threads tell each other, and the caller, through memory. */
+typedef struct step_state {
+    double loss;       /* mean loss, on every thread alike */
+    bp_status prepare; /* the update's arguments (thread 0) */
+    int ran;
+} step_state;
+
+#if BP_HAVE_OPENMP
+/* The update of the gradients just computed: optim.h's phases, a barrier
+ * wherever one thread's part must see every other's. */
+static void update(bp_optim *opt, const bpi_team *team, step_state *st, const char *fn)
+{
+    double sum_squares = 0.0;
+    if (opt->cfg.clip_norm > 0.0f) {
+        bpi_optim_norm_part(opt, team->rank, team->size);
+        bpi_barrier_wait(team->barrier);
+        sum_squares = bpi_optim_norm_total(opt);
+    }
+    if (team->rank == 0) {
+        opt->net->grad_bound_valid = 1; /* the backward's GEMMs raised dW_absmax */
+        st->prepare = bpi_optim_prepare(opt, sum_squares, fn);
+    }
+    bpi_barrier_wait(team->barrier);
+    if (st->prepare != BP_OK)
+        return;
+    bpi_optim_check_part(opt, team->rank, team->size);
+    bpi_barrier_wait(team->barrier);
+    if (!bpi_optim_check_failed(opt))
+        bpi_optim_write_part(opt, team->rank, team->size);
+}
+
+/* Thread tid's whole step. */
+static void run(bp_net *net, bp_optim *opt, const float *X, const int32_t *labels,
+                const float *targets, size_t B, step_state *st, int tid, const char *fn)
+{
+    bpi_sched *s = net->sched;
+    bpi_team team = {tid, s->n_threads, &s->all};
+    int pinned = bpi_sched_enter(s, tid);
+    bpi_fpmode fp = bpi_fpmode_enter(); /* as in every region: see fpmode.h */
+    bpi_net_forward_team(net, &team, X, B);
+    double loss = bpi_net_loss_team(net, &team, labels, targets);
+    if (tid == 0)
+        st->loss = loss;
+    if (isfinite(loss)) { /* the same verdict on every thread */
+        bpi_sched_run(net, s, tid);
+        bpi_barrier_wait(&s->all); /* every gradient is final */
+        update(opt, &team, st, fn);
+    }
+    bpi_fpmode_leave(&fp);
+    bpi_sched_leave(s, tid, pinned);
+}
+#endif
+
+int bpi_step_one_region(bp_net *net, bp_optim *opt, const float *X, const int32_t *labels,
+                        const float *targets, size_t B, float *loss, bp_status *status,
+                        const char *fn)
+{
+#if BP_HAVE_OPENMP
+    bpi_sched *s = net->sched;
+    if (!bpi_sched_usable(s, net) || net->grads_ready || omp_in_parallel())
+        return 0;
+    /* what the plain forward and backward set before and after */
+    net->batch = B;
+    net->x_last = X;
+    net->grad_bound_valid = 0;
+    memset(net->dW_absmax, 0, net->n_layers * sizeof *net->dW_absmax);
+    bpi_sched_reset(s);
+    step_state st = {0.0, BP_OK, 0};
+    int nt = s->n_threads;
+#pragma omp parallel num_threads(nt)
+    {
+        /* Fewer threads than the plan (thread limits): nobody starts, and
+         * the caller takes the plain step, which copes. */
+        if (omp_get_num_threads() == nt) {
+            int tid = omp_get_thread_num();
+            run(net, opt, X, labels, targets, B, &st, tid, fn);
+            if (tid == 0)
+                st.ran = 1;
+        }
+    }
+    if (!st.ran)
+        return 0;
+    net->one_region_steps++;
+    if (!isfinite(st.loss)) {
+        *status = bpi_net_loss_failure(net, labels, targets, fn);
+        return 1;
+    }
+    if (loss)
+        *loss = (float)st.loss;
+    if (st.prepare != BP_OK)
+        *status = st.prepare;
+    else if (bpi_optim_check_failed(opt))
+        *status = bpi_optim_refusal(opt, fn);
+    else {
+        bpi_optim_finish(opt);
+        *status = BP_OK;
+    }
+    return 1;
+#else
+    (void)net, (void)opt, (void)X, (void)labels, (void)targets, (void)B, (void)loss;
+    (void)status, (void)fn;
+    return 0;
+#endif
+}
