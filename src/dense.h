@@ -27,8 +27,8 @@ void bpi_dense_forward(const bpi_gemm_env *gemm, const float *X, const float *W,
                        const float *b, float *Z, size_t B, size_t n_in, size_t n_out,
                        const bpi_act_fused *act);
 /* The same, run by a team of threads of an enclosing parallel region (every
- * member calls, see team.h), on as many of them as the product pays for;
- * no barrier at the end. */
+ * member calls, see team.h; bpi_sgemm_team_fit_epi), no barrier at the
+ * end. */
 struct bpi_team;
 void bpi_dense_forward_team(const bpi_gemm_env *gemm, const struct bpi_team *team,
                             const float *X, const float *W, const float *b, float *Z, size_t B,

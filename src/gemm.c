@@ -460,8 +460,9 @@ static void split_cols(const bpi_ukr *ukr, size_t nc, size_t tn, size_t tj, size
 }
 
 /* Threads worth using: at most env->n_threads (the workspace is sized for
- * that), at least MIN_FLOPS_PER_THREAD each, at most one per C tile. */
-static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
+ * that), at most one per C tile, and when each must be woken by a fork
+ * (forked), at least MIN_FLOPS_PER_THREAD each. */
+static int threads_for(const bpi_gemm_env *env, const gemm_job *job, int forked)
 {
     if (env->n_threads <= 1)
         return 1;
@@ -470,7 +471,7 @@ static int threads_for(const bpi_gemm_env *env, const gemm_job *job)
     double tiles = (double)ceil_div(job->M, job->ukr->mr) *
                    (double)ceil_div(size_min(job->N, job->blk.nc), job->ukr->nr);
     double n = (double)env->n_threads;
-    if (by_work < n)
+    if (forked && by_work < n)
         n = by_work;
     if (tiles < n)
         n = tiles;
@@ -1047,7 +1048,7 @@ void bpi_sgemm_epi(const bpi_gemm_env *env, int transA, int transB, size_t M, si
     gemm_job job = make_job(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     job.absmax = absmax;
     job.epi = epi;
-    int n_threads = threads_for(env, &job);
+    int n_threads = threads_for(env, &job, 1);
 #if BP_HAVE_OPENMP
     /* Inside someone's parallel region: their threads are busy, run here. */
     if (n_threads > 1 && !omp_in_parallel()) {
@@ -1123,6 +1124,6 @@ void bpi_sgemm_team_fit_epi(const bpi_gemm_env *env, const bpi_team *team, int t
     bpi_gemm_env e = *env; /* threads_for() counts env's threads: the team's */
     e.n_threads = team->size;
     gemm_job job = make_job(&e, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    team_epi(&e, team, threads_for(&e, &job), transA, transB, M, N, K, alpha, A, lda, B, ldb,
-             beta, C, ldc, absmax, epi);
+    team_epi(&e, team, threads_for(&e, &job, 0), transA, transB, M, N, K, alpha, A, lda, B,
+             ldb, beta, C, ldc, absmax, epi);
 }

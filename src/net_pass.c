@@ -6,7 +6,6 @@
 #include "dense.h"
 #include "error.h"
 #include "head.h"
-#include "parallel.h"
 #include "net.h"
 #include "sched.h"
 
@@ -158,9 +157,9 @@ double bpi_net_loss_team(bp_net *net, const bpi_team *team, const int32_t *label
                          const float *targets)
 {
     bpi_layer *last = &net->layers[net->n_layers - 1];
-    size_t B = net->batch, lo = 0, hi = team->rank == 0 ? B : 0;
-    if (B * last->n_out >= BPI_PAR_MIN_ELEMS) /* as bpi_head_loss splits */
-        bpi_team_range(team, B, &lo, &hi);
+    size_t B = net->batch, lo, hi;
+    /* rows split even when few: the other members would wait anyway */
+    bpi_team_range(team, B, &lo, &hi);
     bpi_head_loss_rows(net->head, last->A, B, last->n_out, lo, hi, labels, targets,
                        net->row_loss, last->dA);
     bpi_barrier_wait(team->barrier);
