@@ -8,6 +8,7 @@
 #include "backprop.h"
 #include "dense.h"
 #include "ctx.h"
+#include "team.h"
 
 /* Widths and depths above these are refused (by bp_net_create and the model
  * loader alike): no real MLP comes near, and they keep every size product
@@ -71,6 +72,7 @@ struct bp_net {
     int grad_bound_valid;
     uint64_t params_gen;
     uint64_t one_region_steps; /* training steps run in one parallel region, for tests */
+    bpi_barrier step_barrier;  /* all the context's threads, in that region (step.c) */
 };
 
 /* Every write of the parameter block calls this. */
@@ -99,6 +101,9 @@ struct bpi_team;
 void bpi_net_forward_team(bp_net *net, const struct bpi_team *team, const float *X, size_t B);
 double bpi_net_loss_team(bp_net *net, const struct bpi_team *team, const int32_t *labels,
                          const float *targets);
+/* The sequential backward (bpi_net_backward's loop, the loss's dA already
+ * filled) with each GEMM on the whole team, ending at a barrier. */
+void bpi_net_backward_team(bp_net *net, const struct bpi_team *team);
 bp_status bpi_net_loss_failure(const bp_net *net, const int32_t *labels, const float *targets,
                                const char *fn);
 /* Check labels/targets against the net's head for a batch of B rows. */

@@ -19,7 +19,6 @@ typedef struct bpi_sched {
     int n_envs;              /* groups, and the joint one when it has tasks */
     bpi_gemm_env *envs;      /* per group: the GEMM engine on that group's threads */
     bpi_barrier *barriers;   /* per group */
-    bpi_barrier all;         /* all n_threads, for a whole step in one region (step.c) */
     atomic_int *done;        /* per task */
     struct bpi_pinning *pin; /* binding each thread to its core, or NULL */
 } bpi_sched;

@@ -189,7 +189,6 @@ bp_status bpi_sched_create(bp_net *net, bpi_sched **out)
         return st;
     }
     s->n_threads = net->ctx->n_threads;
-    bpi_barrier_init(&s->all, (unsigned)s->n_threads);
     st = pinning_create(net->ctx->cores, s->n_threads, &s->pin);
     if (st != BP_OK) {
         bpi_sched_destroy(s);

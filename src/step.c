@@ -17,8 +17,9 @@
  * layer's forward (128x10x100, one thread's work in the plain step) from
  * 7 us to none measurable; +5 % samples/s over the region alone.
  *
- * Taken when the backward plan can run (a plan for this thread count, at
- * least 2 threads) and nobody listens for each layer's gradients (MPI); the
+ * The backward is the plan when there is one for this thread count, else
+ * the sequential backward with each GEMM on all the threads. Taken on 2 or
+ * more threads when nobody listens for each layer's gradients (MPI); the
  * plain step otherwise. */
 #include <math.h>
 #include <string.h>
@@ -68,23 +69,29 @@ static void update(bp_optim *opt, const bpi_team *team, step_state *st, const ch
 
 /* Thread tid's whole step. */
 static void run(bp_net *net, bp_optim *opt, const float *X, const int32_t *labels,
-                const float *targets, size_t B, step_state *st, int tid, const char *fn)
+                const float *targets, size_t B, step_state *st, int tid, int nt,
+                const char *fn)
 {
-    bpi_sched *s = net->sched;
-    bpi_team team = {tid, s->n_threads, &s->all};
-    int pinned = bpi_sched_enter(s, tid);
+    bpi_sched *s = bpi_sched_usable(net->sched, net) ? net->sched : NULL;
+    bpi_team team = {tid, nt, &net->step_barrier};
+    int pinned = s ? bpi_sched_enter(s, tid) : 0;
     bpi_fpmode fp = bpi_fpmode_enter(); /* as in every region: see fpmode.h */
     bpi_net_forward_team(net, &team, X, B);
     double loss = bpi_net_loss_team(net, &team, labels, targets);
     if (tid == 0)
         st->loss = loss;
     if (isfinite(loss)) { /* the same verdict on every thread */
-        bpi_sched_run(net, s, tid);
-        bpi_barrier_wait(&s->all); /* every gradient is final */
+        if (s) {
+            bpi_sched_run(net, s, tid);
+            bpi_barrier_wait(team.barrier); /* every gradient is final */
+        } else {
+            bpi_net_backward_team(net, &team);
+        }
         update(opt, &team, st, fn);
     }
     bpi_fpmode_leave(&fp);
-    bpi_sched_leave(s, tid, pinned);
+    if (s)
+        bpi_sched_leave(s, tid, pinned);
 }
 #endif
 
@@ -93,24 +100,25 @@ int bpi_step_one_region(bp_net *net, bp_optim *opt, const float *X, const int32_
                         const char *fn)
 {
 #if BP_HAVE_OPENMP
-    bpi_sched *s = net->sched;
-    if (!bpi_sched_usable(s, net) || net->grads_ready || omp_in_parallel())
+    int nt = net->ctx->n_threads;
+    if (nt < 2 || net->grads_ready || omp_in_parallel())
         return 0;
     /* what the plain forward and backward set before and after */
     net->batch = B;
     net->x_last = X;
     net->grad_bound_valid = 0;
     memset(net->dW_absmax, 0, net->n_layers * sizeof *net->dW_absmax);
-    bpi_sched_reset(s);
+    if (bpi_sched_usable(net->sched, net))
+        bpi_sched_reset(net->sched);
+    bpi_barrier_init(&net->step_barrier, (unsigned)nt); /* nobody waits in it now */
     step_state st = {0.0, BP_OK, 0};
-    int nt = s->n_threads;
 #pragma omp parallel num_threads(nt)
     {
-        /* Fewer threads than the plan (thread limits): nobody starts, and
+        /* Fewer threads than asked for (thread limits): nobody starts, and
          * the caller takes the plain step, which copes. */
         if (omp_get_num_threads() == nt) {
             int tid = omp_get_thread_num();
-            run(net, opt, X, labels, targets, B, &st, tid, fn);
+            run(net, opt, X, labels, targets, B, &st, tid, nt, fn);
             if (tid == 0)
                 st.ran = 1;
         }

@@ -409,9 +409,10 @@ static int plans_run_here(void)
     return yes;
 }
 
-/* Steps through the one-region path (scheduled, 2 threads) give the bits of
- * the plain path on 1 thread, with gradient clipping (whose norm is summed
- * inside the region) and without, for SGD with momentum and for Adam. */
+/* Steps through the one-region path (2 threads, with the plan and with the
+ * sequential backward) give the bits of the plain path on 1 thread, with
+ * gradient clipping (whose norm is summed inside the region) and without,
+ * for SGD with momentum and for Adam. */
 START_TEST(one_region_step_equals_plain)
 {
     bp_optim_config cfgs[3];
@@ -421,37 +422,42 @@ START_TEST(one_region_step_equals_plain)
     cfgs[1].clip_norm = 0.05f; /* below the gradients' norm: it scales */
     OK(bp_optim_config_default(&cfgs[2], BP_OPTIM_ADAM));
     for (int c = 0; c < 3; c++) {
-        trainer ref, got;
-        trainer_open(&ref, 1, BP_BACKWARD_SEQUENTIAL, &cfgs[c]);
-        trainer_open(&got, 2, BP_BACKWARD_SCHEDULED, &cfgs[c]);
-        float loss_ref, loss_got;
-        for (int k = 0; k < 3; k++) {
-            OK(bp_train_step(ref.net, ref.opt, ref.X, ref.y, NULL, 32, &loss_ref));
-            OK(bp_train_step(got.net, got.opt, got.X, got.y, NULL, 32, &loss_got));
-            ck_assert_msg(memcmp(&loss_ref, &loss_got, sizeof loss_ref) == 0,
-                          "config %d step %d: loss %.9g against %.9g", c, k,
-                          (double)loss_got, (double)loss_ref);
+        for (int m = 0; m < 2; m++) {
+            trainer ref, got;
+            trainer_open(&ref, 1, BP_BACKWARD_SEQUENTIAL, &cfgs[c]);
+            trainer_open(&got, 2, m ? BP_BACKWARD_SCHEDULED : BP_BACKWARD_SEQUENTIAL, &cfgs[c]);
+            ck_assert(m == (got.net->sched != NULL) || !plans_run_here());
+            float loss_ref, loss_got;
+            for (int k = 0; k < 3; k++) {
+                OK(bp_train_step(ref.net, ref.opt, ref.X, ref.y, NULL, 32, &loss_ref));
+                OK(bp_train_step(got.net, got.opt, got.X, got.y, NULL, 32, &loss_got));
+                ck_assert_msg(memcmp(&loss_ref, &loss_got, sizeof loss_ref) == 0,
+                              "config %d mode %d step %d: loss %.9g against %.9g", c, m, k,
+                              (double)loss_got, (double)loss_ref);
+            }
+            size_t n_ref, n_got;
+            float *a = trainer_state(&ref, &n_ref), *b = trainer_state(&got, &n_got);
+            ck_assert(n_ref == n_got);
+            ck_assert_msg(memcmp(a, b, n_ref * sizeof *a) == 0, "config %d mode %d: state "
+                          "differs", c, m);
+            ck_assert_msg(memcmp(ref.net->grads, got.net->grads,
+                                 ref.net->block_floats * sizeof(float)) == 0,
+                          "config %d mode %d: gradients differ", c, m);
+            ck_assert_uint_eq(ref.net->one_region_steps, 0); /* 1 thread: the plain step */
+            if (bp_build_features() & BP_FEATURE_OPENMP)
+                ck_assert_uint_eq(got.net->one_region_steps, 3);
+            free(a);
+            free(b);
+            trainer_close(&ref);
+            trainer_close(&got);
         }
-        size_t n_ref, n_got;
-        float *a = trainer_state(&ref, &n_ref), *b = trainer_state(&got, &n_got);
-        ck_assert(n_ref == n_got);
-        ck_assert_msg(memcmp(a, b, n_ref * sizeof *a) == 0, "config %d: state differs", c);
-        ck_assert_msg(memcmp(ref.net->grads, got.net->grads,
-                             ref.net->block_floats * sizeof(float)) == 0,
-                      "config %d: gradients differ", c);
-        ck_assert_uint_eq(ref.net->one_region_steps, 0);
-        if (plans_run_here())
-            ck_assert_uint_eq(got.net->one_region_steps, 3);
-        free(a);
-        free(b);
-        trainer_close(&ref);
-        trainer_close(&got);
     }
 }
 END_TEST
 
-/* A step the one-region path refuses fails as the plain path does (status
- * and message) and changes nothing: a NaN in the input (the loss is not
+/* A step the one-region path refuses (2 threads, with the plan and with the
+ * sequential backward) fails as the plain path does (1 thread; status and
+ * message) and changes nothing: a NaN in the input (the loss is not
  * finite) and a learning rate that overflows the update. */
 START_TEST(one_region_step_refuses_like_plain)
 {
@@ -461,10 +467,11 @@ START_TEST(one_region_step_refuses_like_plain)
     for (int bad = 0; bad < 2; bad++) {
         if (bad == 1)
             cfg.lr = 3e38f;
-        char msg[2][512];
-        for (int m = 0; m < 2; m++) {
+        char msg[3][512];
+        for (int m = 0; m < 3; m++) { /* plain; one region sequential; one region planned */
             trainer t;
-            trainer_open(&t, 2, m ? BP_BACKWARD_SCHEDULED : BP_BACKWARD_SEQUENTIAL, &cfg);
+            trainer_open(&t, m ? 2 : 1, m == 2 ? BP_BACKWARD_SCHEDULED : BP_BACKWARD_SEQUENTIAL,
+                         &cfg);
             float loss = 0.0f;
             OK(bp_train_step(t.net, t.opt, t.X, t.y, NULL, 32, &loss)); /* momentum state */
             if (bad == 0)
@@ -481,7 +488,7 @@ START_TEST(one_region_step_refuses_like_plain)
             ck_assert(n == n_after);
             ck_assert_msg(memcmp(before, after, n * sizeof *after) == 0,
                           "case %d mode %d: a refused step changed the state", bad, m);
-            if (m == 1 && plans_run_here())
+            if (m > 0 && (bp_build_features() & BP_FEATURE_OPENMP))
                 ck_assert_uint_eq(t.net->one_region_steps, one_region + 1);
             free(before);
             free(after);
@@ -489,6 +496,7 @@ START_TEST(one_region_step_refuses_like_plain)
         }
         ck_assert_msg(strstr(msg[0], bad ? "layer " : "input") != NULL, "%s", msg[0]);
         ck_assert_str_eq(msg[0], msg[1]);
+        ck_assert_str_eq(msg[0], msg[2]);
     }
 }
 END_TEST
