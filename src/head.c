@@ -7,8 +7,9 @@
 /* lse(y) = m + log(s), s = sum_j e_j, e_j = e^(y_j - m) with m = max y (no
  * term overflows); p (if not NULL) = softmax(y), p_j = e_j / s. Each e_j is
  * computed once, in double, and waits in p as a float (in [0, 1]: the
- * rounding is p's own): a second exp per element took half of the loss
- * head's time, 1.4 % of a 784-256-128-100-10 training step. */
+ * rounding is p's own), rather than computed again as e^(y_j - lse): the
+ * exps are most of the head's time, which was 15.5 us of a 580 us
+ * 784-256-128-100-10 step on 2 threads (one thread doing all rows). */
 static double softmax_row(const float *y, size_t n, float *p)
 {
     float m = y[0];

@@ -58,7 +58,7 @@ static int all_finite(const float *x, size_t n)
 
 /* Error path only: say where the first non-finite value appeared. */
 bp_status bpi_net_loss_failure(const bp_net *net, const int32_t *labels, const float *targets,
-                                 const char *fn)
+                               const char *fn)
 {
     size_t B = net->batch;
     (void)labels;
