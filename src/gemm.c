@@ -459,18 +459,18 @@ static void split_cols(const bpi_ukr *ukr, size_t nc, size_t tn, size_t tj, size
     *hi = size_min(*hi * unit, nc);
 }
 
-/* Threads worth using: at most env->n_threads (the workspace is sized for
- * that), at most one per C tile, and when each must be woken by a fork
- * (forked), at least MIN_FLOPS_PER_THREAD each. */
-static int threads_for(const bpi_gemm_env *env, const gemm_job *job, int forked)
+/* Threads worth using: at most max_threads (env's, whose workspace is
+ * sized for them, or a team's), at most one per C tile, and when each must
+ * be woken by a fork (forked), at least MIN_FLOPS_PER_THREAD each. */
+static int threads_for(int max_threads, const gemm_job *job, int forked)
 {
-    if (env->n_threads <= 1)
+    if (max_threads <= 1)
         return 1;
     double flops = 2.0 * (double)job->M * (double)job->N * (double)job->K;
     double by_work = flops / MIN_FLOPS_PER_THREAD;
     double tiles = (double)ceil_div(job->M, job->ukr->mr) *
                    (double)ceil_div(size_min(job->N, job->blk.nc), job->ukr->nr);
-    double n = (double)env->n_threads;
+    double n = (double)max_threads;
     if (forked && by_work < n)
         n = by_work;
     if (tiles < n)
@@ -1048,7 +1048,7 @@ void bpi_sgemm_epi(const bpi_gemm_env *env, int transA, int transB, size_t M, si
     gemm_job job = make_job(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     job.absmax = absmax;
     job.epi = epi;
-    int n_threads = threads_for(env, &job, 1);
+    int n_threads = threads_for(env->n_threads, &job, 1);
 #if BP_HAVE_OPENMP
     /* Inside someone's parallel region: their threads are busy, run here. */
     if (n_threads > 1 && !omp_in_parallel()) {
@@ -1079,8 +1079,9 @@ void bpi_sgemm_team_absmax(const bpi_gemm_env *env, const bpi_team *team, int tr
                        absmax, NULL);
 }
 
-/* The team's members 0..used-1 compute the product; used == 0: all. */
-static void team_epi(const bpi_gemm_env *env, const bpi_team *team, int used, int transA,
+/* fit: only as many members as threads_for() gives the product without
+ * a fork; otherwise all of them. */
+static void team_epi(const bpi_gemm_env *env, const bpi_team *team, int fit, int transA,
                      int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
                      size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc,
                      uint32_t *absmax, const bpi_gemm_epilogue *epi)
@@ -1101,7 +1102,7 @@ static void team_epi(const bpi_gemm_env *env, const bpi_team *team, int used, in
     gemm_job job = make_job(env, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     job.absmax = absmax;
     job.epi = epi;
-    int n = used > 0 && used < team->size ? used : team->size;
+    int n = fit ? threads_for(team->size, &job, 0) : team->size;
     if (team->rank < n)
         gemm_thread(&job, (size_t)team->rank, (size_t)n);
 }
@@ -1121,9 +1122,6 @@ void bpi_sgemm_team_fit_epi(const bpi_gemm_env *env, const bpi_team *team, int t
                             float *C, size_t ldc, uint32_t *absmax,
                             const bpi_gemm_epilogue *epi)
 {
-    bpi_gemm_env e = *env; /* threads_for() counts env's threads: the team's */
-    e.n_threads = team->size;
-    gemm_job job = make_job(&e, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    team_epi(&e, team, threads_for(&e, &job, 0), transA, transB, M, N, K, alpha, A, lda, B,
-             ldb, beta, C, ldc, absmax, epi);
+    team_epi(env, team, 1, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, absmax,
+             epi);
 }

@@ -137,12 +137,14 @@ void bp_optim_destroy(bp_optim *opt)
  * fixed order (the same bits for any thread count) that vectorises, where
  * one running sum would wait for every addition. */
 #define NORM_LANES 16
-/* Chunks [c0, c1) of the sum (partials[c]); any split of the chunks among
- * threads gives the same partials. */
-static void norm_chunks(bp_optim *opt, size_t c0, size_t c1)
+/* This thread's share of the chunks (partials[c]); any split of the chunks
+ * among threads gives the same partials. */
+void bpi_optim_norm_part(bp_optim *opt, int tid, int nt)
 {
     const float *g = opt->net->grads;
-    size_t n = opt->net->block_floats;
+    size_t n = opt->net->block_floats, c0, c1;
+    bpi_team t = {tid, nt, NULL};
+    bpi_team_range(&t, opt->n_chunks, &c0, &c1);
     for (size_t c = c0; c < c1; c++) {
         size_t i = c * NORM_CHUNK, end = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
         double lane[NORM_LANES] = {0};
@@ -156,14 +158,6 @@ static void norm_chunks(bp_optim *opt, size_t c0, size_t c1)
             s += lane[k];
         opt->partials[c] = s;
     }
-}
-
-void bpi_optim_norm_part(bp_optim *opt, int tid, int nt)
-{
-    bpi_team t = {tid, nt, NULL};
-    size_t lo, hi;
-    bpi_team_range(&t, opt->n_chunks, &lo, &hi);
-    norm_chunks(opt, lo, hi);
 }
 
 double bpi_optim_norm_total(const bp_optim *opt)
