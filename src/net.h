@@ -72,6 +72,7 @@ struct bp_net {
     int grad_bound_valid;
     uint64_t params_gen;
     uint64_t one_region_steps; /* training steps run in one parallel region, for tests */
+    uint64_t one_region_evals; /* bp_evaluate passes run in one region, for tests */
     bpi_barrier step_barrier;  /* all the context's threads, in that region (step.c) */
 };
 
@@ -92,15 +93,16 @@ bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targ
 /* Loss of the last forward without computing gradients. */
 bp_status bpi_net_loss(bp_net *net, const int32_t *labels, const float *targets,
                        double *loss, const char *fn);
-/* Steps by the threads of one parallel region (step.c), each member of
- * team calling: the forward, ending at a barrier (net->batch and
- * net->x_last are the caller's to set); the loss and the last layer's dA,
- * returning the mean loss on every member. On a non-finite loss,
- * bpi_net_loss_failure gives the error (run it on one thread). */
+/* Steps by the threads of one parallel region (step.c, evaluate.c), each
+ * member of team calling: the forward, ending at a barrier (net->batch and
+ * net->x_last are the caller's to set); the loss of the B rows just
+ * forwarded and, with want_grad, the last layer's dA, returning the mean
+ * loss on every member. On a non-finite loss, bpi_net_loss_failure gives
+ * the error (run it on one thread). */
 struct bpi_team;
 void bpi_net_forward_team(bp_net *net, const struct bpi_team *team, const float *X, size_t B);
-double bpi_net_loss_team(bp_net *net, const struct bpi_team *team, const int32_t *labels,
-                         const float *targets);
+double bpi_net_loss_team(bp_net *net, const struct bpi_team *team, size_t B,
+                         const int32_t *labels, const float *targets, int want_grad);
 /* The sequential backward (bpi_net_backward's loop, the loss's dA already
  * filled) with each GEMM on the whole team, ending at a barrier. */
 void bpi_net_backward_team(bp_net *net, const struct bpi_team *team);

@@ -133,12 +133,12 @@ bp_status bp_net_predict(bp_net *net, const float *X, size_t B, float *Y)
 
 /* The batch loss: per-sample losses summed in sample order, so it does not
  * depend on the thread count. */
-static double mean_row_loss(const bp_net *net)
+static double mean_row_loss(const double *row_loss, size_t B)
 {
     double s = 0.0;
-    for (size_t b = 0; b < net->batch; b++)
-        s += net->row_loss[b];
-    return s / (double)net->batch;
+    for (size_t b = 0; b < B; b++)
+        s += row_loss[b];
+    return s / (double)B;
 }
 
 bp_status bpi_net_loss(bp_net *net, const int32_t *labels, const float *targets, double *loss,
@@ -147,23 +147,23 @@ bp_status bpi_net_loss(bp_net *net, const int32_t *labels, const float *targets,
     const bpi_layer *last = &net->layers[net->n_layers - 1];
     bpi_head_loss(net->head, last->A, net->batch, last->n_out, labels, targets, net->row_loss,
                   NULL, net->ctx->n_threads);
-    *loss = mean_row_loss(net);
+    *loss = mean_row_loss(net->row_loss, net->batch);
     if (!isfinite(*loss))
         return bpi_net_loss_failure(net, labels, targets, fn);
     return BP_OK;
 }
 
-double bpi_net_loss_team(bp_net *net, const bpi_team *team, const int32_t *labels,
-                         const float *targets)
+double bpi_net_loss_team(bp_net *net, const bpi_team *team, size_t B, const int32_t *labels,
+                         const float *targets, int want_grad)
 {
     bpi_layer *last = &net->layers[net->n_layers - 1];
-    size_t B = net->batch, lo, hi;
+    size_t lo, hi;
     /* rows split even when few: the other members would wait anyway */
     bpi_team_range(team, B, &lo, &hi);
     bpi_head_loss_rows(net->head, last->A, B, last->n_out, lo, hi, labels, targets,
-                       net->row_loss, last->dA);
+                       net->row_loss, want_grad ? last->dA : NULL);
     bpi_barrier_wait(team->barrier);
-    return mean_row_loss(net);
+    return mean_row_loss(net->row_loss, B);
 }
 
 bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targets,
@@ -174,7 +174,7 @@ bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targ
     bpi_layer *last = &net->layers[net->n_layers - 1];
     bpi_head_loss(net->head, last->A, B, last->n_out, labels, targets, net->row_loss, last->dA,
                   nt);
-    double mean = mean_row_loss(net);
+    double mean = mean_row_loss(net->row_loss, net->batch);
     if (!isfinite(mean))
         return bpi_net_loss_failure(net, labels, targets, fn);
     /* The weight-gradient GEMMs raise these (net.h). */

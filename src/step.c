@@ -17,6 +17,10 @@
  * layer's forward (128x10x100, one thread's work in the plain step) from
  * 7 us to none measurable; +5 % samples/s over the region alone.
  *
+ * An epoch's step also gathers its shuffled rows into the staging buffers
+ * there, each thread its share, instead of in a region of their own
+ * before it (train.c).
+ *
  * The backward is the plan when there is one for this thread count, else
  * the sequential backward with each GEMM on all the threads. Taken on 2 or
  * more threads when nobody listens for each layer's gradients (MPI); the
@@ -31,6 +35,7 @@
 #include "sched.h"
 #include "step.h"
 #include "team.h"
+#include "train.h"
 
 #if BP_HAVE_OPENMP
 #include <omp.h>
@@ -68,16 +73,22 @@ static void update(bp_optim *opt, const bpi_team *team, step_state *st, const ch
 }
 
 /* Thread tid's whole step. */
-static void run(bp_net *net, bp_optim *opt, const float *X, const int32_t *labels,
-                const float *targets, size_t B, step_state *st, int tid, int nt,
-                const char *fn)
+static void run(bp_net *net, bp_optim *opt, const bpi_rows *rows, const float *X,
+                const int32_t *labels, const float *targets, size_t B, step_state *st,
+                int tid, int nt, const char *fn)
 {
     bpi_sched *s = bpi_sched_usable(net->sched, net) ? net->sched : NULL;
     bpi_team team = {tid, nt, &net->step_barrier};
     int pinned = s ? bpi_sched_enter(s, tid) : 0;
     bpi_fpmode fp = bpi_fpmode_enter(); /* as in every region: see fpmode.h */
+    if (rows) {
+        size_t lo, hi;
+        bpi_team_range(&team, B, &lo, &hi);
+        bpi_train_gather_rows(net, rows->ds, rows->start, lo, hi);
+        bpi_barrier_wait(team.barrier); /* the forward reads every row */
+    }
     bpi_net_forward_team(net, &team, X, B);
-    double loss = bpi_net_loss_team(net, &team, labels, targets);
+    double loss = bpi_net_loss_team(net, &team, B, labels, targets, 1);
     if (tid == 0)
         st->loss = loss;
     if (isfinite(loss)) { /* the same verdict on every thread */
@@ -95,9 +106,9 @@ static void run(bp_net *net, bp_optim *opt, const float *X, const int32_t *label
 }
 #endif
 
-int bpi_step_one_region(bp_net *net, bp_optim *opt, const float *X, const int32_t *labels,
-                        const float *targets, size_t B, float *loss, bp_status *status,
-                        const char *fn)
+int bpi_step_one_region(bp_net *net, bp_optim *opt, const bpi_rows *rows, const float *X,
+                        const int32_t *labels, const float *targets, size_t B, float *loss,
+                        bp_status *status, const char *fn)
 {
 #if BP_HAVE_OPENMP
     int nt = net->ctx->n_threads;
@@ -118,7 +129,7 @@ int bpi_step_one_region(bp_net *net, bp_optim *opt, const float *X, const int32_
          * the caller takes the plain step, which copes. */
         if (omp_get_num_threads() == nt) {
             int tid = omp_get_thread_num();
-            run(net, opt, X, labels, targets, B, &st, tid, nt, fn);
+            run(net, opt, rows, X, labels, targets, B, &st, tid, nt, fn);
             if (tid == 0)
                 st.ran = 1;
         }
@@ -142,8 +153,8 @@ int bpi_step_one_region(bp_net *net, bp_optim *opt, const float *X, const int32_
     }
     return 1;
 #else
-    (void)net, (void)opt, (void)X, (void)labels, (void)targets, (void)B, (void)loss;
-    (void)status, (void)fn;
+    (void)net, (void)opt, (void)rows, (void)X, (void)labels, (void)targets, (void)B;
+    (void)loss, (void)status, (void)fn;
     return 0;
 #endif
 }

@@ -11,6 +11,7 @@
 #include "parallel.h"
 #include "rng.h"
 #include "step.h"
+#include "team.h"
 #include "train.h"
 
 static bp_status check_pair(const bp_net *net, const bp_optim *opt, const char *fn)
@@ -22,13 +23,18 @@ static bp_status check_pair(const bp_net *net, const bp_optim *opt, const char *
     return BP_OK;
 }
 
-/* forward, backward, update: on any failure no parameter has changed. */
-static bp_status step(bp_net *net, bp_optim *opt, const float *X, const int32_t *labels,
-                      const float *targets, size_t B, float *loss, const char *fn)
+/* forward, backward, update: on any failure no parameter has changed.
+ * With `rows`, X, labels and targets are the net's staging buffers, to be
+ * filled from those dataset rows first. */
+static bp_status step(bp_net *net, bp_optim *opt, const bpi_rows *rows, const float *X,
+                      const int32_t *labels, const float *targets, size_t B, float *loss,
+                      const char *fn)
 {
     bp_status s;
-    if (bpi_step_one_region(net, opt, X, labels, targets, B, loss, &s, fn))
+    if (bpi_step_one_region(net, opt, rows, X, labels, targets, B, loss, &s, fn))
         return s;
+    if (rows)
+        bpi_train_gather(net, rows->ds, rows->start, B);
     bpi_net_forward(net, X, B);
     BPI_TRY(bpi_net_backward(net, labels, targets, loss, fn));
     return bp_optim_step(opt);
@@ -49,7 +55,7 @@ bp_status bp_train_step(bp_net *net, bp_optim *opt, const float *X, const int32_
         return bpi_fail(BP_EINVAL, "%s: batch B is %zu (expected 1..max_batch %zu)", fn, B,
                         net->max_batch);
     BPI_TRY(bpi_check_targets(net, labels, targets, B, fn));
-    return step(net, opt, X, labels, targets, B, loss, fn);
+    return step(net, opt, NULL, X, labels, targets, B, loss, fn);
 }
 
 /* The dataset must fit the net: width, and labels or targets as the head wants. */
@@ -89,20 +95,41 @@ void bpi_train_shuffle(bp_dataset *ds, uint64_t seed, uint64_t epoch)
     }
 }
 
-/* Copy rows order[start .. start+B) into the net's staging buffers. */
-void bpi_train_gather(bp_net *net, const bp_dataset *ds, size_t start, size_t B)
+/* Rows [lo, hi) of the batch that starts at position `start` of the
+ * epoch's order, into the net's staging buffers. The rows come from
+ * anywhere in the dataset, so each copy waits on memory: the next row's
+ * lines are requested while this one is copied. On Fashion-MNIST (128 rows
+ * of 3136 bytes from 188 MB, 2 threads, a region of its own) a batch took
+ * 31-32 us without and 24 us with (2 runs each; fetching 2, 4 or 8 rows
+ * ahead did no better). */
+void bpi_train_gather_rows(bp_net *net, const bp_dataset *ds, size_t start, size_t lo,
+                           size_t hi)
 {
     size_t nf = ds->n_features, nt = ds->n_targets;
-    /* Rows from anywhere in the dataset: each copy waits on memory, and
-     * the other threads would only wait for the forward's first GEMM. */
-    BPI_OMP_FOR(net->ctx->n_threads, B * nf)
-    for (size_t k = 0; k < B; k++) {
+    for (size_t k = lo; k < hi; k++) {
+        if (k + 1 < hi) {
+            const char *next = (const char *)(ds->X + ds->order[start + k + 1] * nf);
+            for (size_t at = 0; at < nf * sizeof(float); at += 64)
+                __builtin_prefetch(next + at);
+        }
         size_t r = ds->order[start + k];
         memcpy(net->batch_x + k * nf, ds->X + r * nf, nf * sizeof(float));
         if (ds->labels)
             net->batch_labels[k] = ds->labels[r];
         else
             memcpy(net->batch_targets + k * nt, ds->targets + r * nt, nt * sizeof(float));
+    }
+}
+
+void bpi_train_gather(bp_net *net, const bp_dataset *ds, size_t start, size_t B)
+{
+    /* the other threads would only wait for the forward's first GEMM */
+    BPI_OMP_EACH(net->ctx->n_threads, B * ds->n_features, tid, nt)
+    {
+        bpi_team team = {tid, nt, NULL};
+        size_t lo, hi;
+        bpi_team_range(&team, B, &lo, &hi);
+        bpi_train_gather_rows(net, ds, start, lo, hi);
     }
 }
 
@@ -124,9 +151,9 @@ static bp_status epoch_run(bp_net *net, bp_optim *opt, bp_dataset *ds, size_t ba
     bp_status s = BP_OK;
     for (size_t start = 0; start < ds->n; start += batch) {
         size_t B = ds->n - start < batch ? ds->n - start : batch;
-        bpi_train_gather(net, ds, start, B);
         float loss;
-        s = step(net, opt, net->batch_x, ds->labels ? net->batch_labels : NULL,
+        bpi_rows rows = {ds, start};
+        s = step(net, opt, &rows, net->batch_x, ds->labels ? net->batch_labels : NULL,
                  ds->labels ? NULL : net->batch_targets, B, &loss, fn);
         if (s != BP_OK)
             break;
@@ -158,51 +185,4 @@ bp_status bp_train_epoch_progress(bp_net *net, bp_optim *opt, bp_dataset *ds, si
 {
     return epoch_run(net, opt, ds, batch, seed, epoch, mean_loss, progress, user,
                      batches_done, "bp_train_epoch_progress");
-}
-
-/* Correct predictions in the last forward of B rows starting at row `start`. */
-static double count_correct(const bp_net *net, const bp_dataset *ds, size_t start, size_t B)
-{
-    const bpi_layer *last = &net->layers[net->n_layers - 1];
-    size_t n = last->n_out;
-    double correct = 0.0;
-    for (size_t b = 0; b < B; b++) {
-        const float *y = last->A + b * n;
-        if (net->head == BP_HEAD_SOFTMAX_CE) {
-            size_t best = 0;
-            for (size_t j = 1; j < n; j++)
-                best = y[j] > y[best] ? j : best;
-            correct += best == (size_t)ds->labels[start + b];
-        } else {
-            const float *t = ds->targets + (start + b) * n;
-            for (size_t j = 0; j < n; j++)
-                correct += ((y[j] > 0.0f) == (t[j] >= 0.5f)) / (double)n;
-        }
-    }
-    return correct;
-}
-
-bp_status bp_evaluate(bp_net *net, const bp_dataset *ds, size_t batch, float *loss,
-                      float *accuracy)
-{
-    const char *fn = "bp_evaluate";
-    if (!net)
-        return bpi_fail(BP_EINVAL, "%s: net is NULL", fn);
-    BPI_TRY(bpi_train_check_data(net, ds, batch, fn));
-    double total = 0.0, correct = 0.0;
-    for (size_t start = 0; start < ds->n; start += batch) {
-        size_t B = ds->n - start < batch ? ds->n - start : batch;
-        bpi_net_forward(net, ds->X + start * ds->n_features, B);
-        double l;
-        BPI_TRY(bpi_net_loss(net, ds->labels ? ds->labels + start : NULL,
-                             ds->targets ? ds->targets + start * ds->n_targets : NULL, &l, fn));
-        total += l * (double)B;
-        if (net->head != BP_HEAD_MSE)
-            correct += count_correct(net, ds, start, B);
-    }
-    if (loss)
-        *loss = (float)(total / (double)ds->n);
-    if (accuracy)
-        *accuracy = net->head == BP_HEAD_MSE ? NAN : (float)(correct / (double)ds->n);
-    return BP_OK;
 }

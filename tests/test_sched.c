@@ -501,6 +501,162 @@ START_TEST(one_region_step_refuses_like_plain)
 }
 END_TEST
 
+/* Parameters after one epoch of n rows (batches of 32, the last short) on
+ * `threads` threads, labels (softmax-CE) or targets (MSE); *steps gets how
+ * many steps ran in one region, which gathered their rows there. */
+static float *epoch_params(int threads, bp_head head, const float *X, const int32_t *y,
+                           const float *t, size_t n, uint64_t *steps, size_t *n_params)
+{
+    bp_ctx *ctx;
+    OK(bp_ctx_create(&ctx, threads));
+    bp_layer_spec layers[2] = {{64, BP_ACT_GELU, 0}, {10, BP_ACT_IDENTITY, 0}};
+    bp_net *net;
+    OK(bp_net_create(&net, ctx, 200, 2, layers, head, 32));
+    OK(bp_net_init(net, BP_INIT_XAVIER_UNIFORM, 5));
+    bp_optim_config cfg;
+    OK(bp_optim_config_default(&cfg, BP_OPTIM_ADAM));
+    bp_optim *opt;
+    OK(bp_optim_create(&opt, net, &cfg));
+    int ce = head == BP_HEAD_SOFTMAX_CE;
+    bp_dataset *ds;
+    OK(bp_dataset_create(&ds, n, 200, X, ce ? y : NULL, ce ? NULL : t, ce ? 0 : 10));
+    float loss;
+    OK(bp_train_epoch(net, opt, ds, 32, 3, 1, &loss));
+    *steps = net->one_region_steps;
+    *n_params = net->block_floats;
+    float *out = malloc(*n_params * sizeof *out);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out, net->params, *n_params * sizeof *out);
+    bp_dataset_destroy(ds);
+    bp_optim_destroy(opt);
+    bp_net_destroy(net);
+    bp_ctx_destroy(ctx);
+    return out;
+}
+
+/* An epoch on 2 threads, whose steps gather their shuffled rows inside
+ * the step's region, ends with the bits of the 1-thread epoch, which
+ * gathers before each plain step: with labels and with targets. */
+START_TEST(one_region_epoch_gathers_like_plain)
+{
+    enum { N = 75 };
+    static float X[N * 200], T[N * 10];
+    int32_t y[N];
+    tu_rng r;
+    tu_seed(&r, 31);
+    tu_fill(&r, X, N * 200, -1, 1);
+    tu_fill(&r, T, N * 10, 0, 1);
+    for (size_t i = 0; i < N; i++)
+        y[i] = (int32_t)(tu_next(&r) % 10);
+    bp_head heads[2] = {BP_HEAD_SOFTMAX_CE, BP_HEAD_MSE};
+    for (int h = 0; h < 2; h++) {
+        uint64_t steps_ref, steps_got;
+        size_t n_ref, n_got;
+        float *ref = epoch_params(1, heads[h], X, y, T, N, &steps_ref, &n_ref);
+        float *got = epoch_params(2, heads[h], X, y, T, N, &steps_got, &n_got);
+        ck_assert(n_ref == n_got);
+        ck_assert_msg(memcmp(ref, got, n_ref * sizeof *ref) == 0, "head %d: parameters differ",
+                      h);
+        ck_assert_uint_eq(steps_ref, 0);
+        if (bp_build_features() & BP_FEATURE_OPENMP)
+            ck_assert_uint_eq(steps_got, 3); /* 32 + 32 + 11 rows */
+        free(ref);
+        free(got);
+    }
+}
+END_TEST
+
+/* One evaluation: a net of head `head` on `threads` threads over n rows of
+ * X in batches of 32 (the last one short), with labels or targets. */
+typedef struct eval_run {
+    bp_status status;
+    float loss, acc;
+    char msg[512];
+    float out[32 * 10]; /* the last batch's outputs, left in the net */
+    size_t batch;       /* the net's batch after the pass */
+    uint64_t one_region;
+} eval_run;
+
+static eval_run evaluate_once(int threads, bp_head head, const float *X, const int32_t *y,
+                              const float *t, size_t n)
+{
+    bp_ctx *ctx;
+    OK(bp_ctx_create(&ctx, threads));
+    bp_layer_spec layers[3] = {{96, BP_ACT_TANH, 0}, {64, BP_ACT_GELU, 0},
+                               {10, BP_ACT_IDENTITY, 0}};
+    bp_net *net;
+    OK(bp_net_create(&net, ctx, 200, 3, layers, head, 32));
+    OK(bp_net_init(net, BP_INIT_XAVIER_UNIFORM, 5));
+    bp_dataset *ds;
+    OK(bp_dataset_create(&ds, n, 200, X, head == BP_HEAD_SOFTMAX_CE ? y : NULL,
+                         head == BP_HEAD_SOFTMAX_CE ? NULL : t,
+                         head == BP_HEAD_SOFTMAX_CE ? 0 : 10));
+    eval_run r;
+    memset(&r, 0, sizeof r);
+    /* another message first, so a failure that sets none shows */
+    ck_assert_int_eq(bp_evaluate(NULL, ds, 32, NULL, NULL), BP_EINVAL);
+    r.status = bp_evaluate(net, ds, 32, &r.loss, &r.acc);
+    snprintf(r.msg, sizeof r.msg, "%s", bp_last_error());
+    r.batch = net->batch;
+    memcpy(r.out, net->layers[2].A, net->batch * 10 * sizeof(float));
+    r.one_region = net->one_region_evals;
+    bp_dataset_destroy(ds);
+    bp_net_destroy(net);
+    bp_ctx_destroy(ctx);
+    return r;
+}
+
+/* bp_evaluate on 2 threads (one parallel region) gives the bits of the
+ * plain pass on 1 thread for each head, and where the loss is not finite
+ * the same error, leaving the net at the failing batch as the plain pass
+ * does. */
+START_TEST(one_region_evaluate_equals_plain)
+{
+    enum { N = 75 }; /* batches of 32, 32 and 11 rows */
+    static float X[N * 200], T[N * 10];
+    int32_t y[N];
+    tu_rng r;
+    tu_seed(&r, 21);
+    tu_fill(&r, X, N * 200, -1, 1);
+    tu_fill(&r, T, N * 10, 0, 1);
+    for (size_t i = 0; i < N; i++)
+        y[i] = (int32_t)(tu_next(&r) % 10);
+    bp_head heads[3] = {BP_HEAD_SOFTMAX_CE, BP_HEAD_SIGMOID_BCE, BP_HEAD_MSE};
+    for (int h = 0; h < 3; h++) {
+        for (int bad = 0; bad < 2; bad++) {
+            if (bad)
+                X[40 * 200 + 7] = NAN; /* in the second batch */
+            eval_run ref = evaluate_once(1, heads[h], X, y, T, N);
+            eval_run got = evaluate_once(2, heads[h], X, y, T, N);
+            if (bad)
+                X[40 * 200 + 7] = 0.5f;
+            ck_assert_int_eq(ref.status, (bad ? BP_ENUMERIC : BP_OK));
+            ck_assert_int_eq(got.status, ref.status);
+            ck_assert_uint_eq(got.batch, (bad ? 32 : 11));
+            ck_assert_uint_eq(got.batch, ref.batch);
+            ck_assert_msg(memcmp(got.out, ref.out, got.batch * 10 * sizeof(float)) == 0,
+                          "head %d case %d: last outputs differ", h, bad);
+            if (bad) {
+                ck_assert_msg(strstr(ref.msg, "input") != NULL, "%s", ref.msg);
+                ck_assert_str_eq(got.msg, ref.msg);
+            } else {
+                ck_assert_msg(memcmp(&got.loss, &ref.loss, sizeof ref.loss) == 0,
+                              "head %d: loss %.9g against %.9g", h, (double)got.loss,
+                              (double)ref.loss);
+                ck_assert_msg(memcmp(&got.acc, &ref.acc, sizeof ref.acc) == 0 ||
+                                  (isnan(got.acc) && isnan(ref.acc) && h == 2),
+                              "head %d: accuracy %.9g against %.9g", h, (double)got.acc,
+                              (double)ref.acc);
+                ck_assert(h == 2 || (ref.acc > 0.0f && ref.acc < 1.0f)); /* something counted */
+            }
+            ck_assert_uint_eq(ref.one_region, 0); /* 1 thread: the plain pass */
+            if (bp_build_features() & BP_FEATURE_OPENMP)
+                ck_assert_uint_eq(got.one_region, 1);
+        }
+    }
+}
+END_TEST
+
 /* The executor binds its threads to their cores while a plan runs and puts
  * the caller's thread back as it was. */
 START_TEST(binding_is_restored)
@@ -558,6 +714,8 @@ static Suite *suite(void)
     tcase_add_test(run, binding_is_restored);
     tcase_add_test(run, one_region_step_equals_plain);
     tcase_add_test(run, one_region_step_refuses_like_plain);
+    tcase_add_test(run, one_region_evaluate_equals_plain);
+    tcase_add_test(run, one_region_epoch_gathers_like_plain);
     suite_add_tcase(s, run);
     return s;
 }
