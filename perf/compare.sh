@@ -4,11 +4,12 @@
 # in one run so that load from other processes hits them alike; medians over
 # the rounds. Prints a markdown table of samples/s with backprop's ratio to
 # each, then the Fashion-MNIST end-to-end line (`backprop train` defaults
-# against perf/torch_fashion.py: wall time and test accuracy).
+# against perf/torch_fashion.py, alternating, F rounds (3): median wall times,
+# their ratio, and test accuracy).
 #
 #   bash perf/compare.sh [--build DIR] [--quick] [--rounds R] [--steps S]
 #        [--configs a,b,c] [--threads 1,2] [--optimizers sgd,adam]
-#        [--no-fashion | --fashion-only]
+#        [--no-fashion | --fashion-only] [--fashion-rounds F]
 #
 # Configurations: (a) 784-256-128-100-10 batch 128, (b) 1024-1024-1024-1024-10
 # batch 256, (c) 4096-4096-4096-10 batch 64. --quick: SGD only, 3 rounds of
@@ -25,6 +26,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=build rounds=5 steps=30 configs=a,b,c threads=1,2 optimizers=sgd,adam fashion=1
+fashion_rounds=3
 while [ $# -gt 0 ]; do
     case $1 in
     --build) build=$2; shift ;;
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
     --optimizers) optimizers=$2; shift ;;
     --no-fashion) fashion=0 ;;
     --fashion-only) configs= ;;
+    --fashion-rounds) fashion_rounds=$2; shift ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -137,14 +140,12 @@ for cell, v in rows.items():
 PY
 
 if [ $fashion = 1 ]; then
-    # Fashion-MNIST end to end, each once: backprop train's defaults (one
-    # thread per core) and the same run in PyTorch, in its fastest
-    # environment of the cells above.
-    t0=$(date +%s.%N)
-    acc_bp=$("$bp" train | sed -n 's/^final test loss .* test accuracy \([0-9.]*\).*/\1/p')
-    t1=$(date +%s.%N)
-    bp_wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-    pt="n/a"
+    # Fashion-MNIST end to end, alternating, --fashion-rounds times each
+    # (a run takes seconds, and the host's load moves a single one by 10 %
+    # or more): backprop train's defaults (one thread per core) and the
+    # same run in PyTorch, in its fastest environment of the cells above.
+    # Medians of the wall times, and their ratio.
+    best_env=
     if [ $have_torch = 1 ]; then
         # (with no cells measured: the forced kernel, the last environment)
         best_env=$("$py" - "$raw" "${envs[${#envs[@]}-1]}" <<'PY'
@@ -160,12 +161,41 @@ for v in cells.values():
 print(wins.most_common(1)[0][0] if wins else sys.argv[2])
 PY
 )
-        pt=$(torch_env "$best_env" "$py" "$here/torch_fashion.py" --threads "$(nproc)" 2>/dev/null |
-             "$py" -c 'import json, sys
-d = json.loads(sys.stdin.read())
-print("%.1f s, test accuracy %.4f" % (d["wall_seconds"], d["test_accuracy"]))')
-        pt="$pt (OpenBLAS env: $best_env)"
     fi
+    fraw=$(mktemp /tmp/compare.fashion.XXXXXX.txt)
+    for r in $(seq "$fashion_rounds"); do
+        echo "compare.sh: Fashion-MNIST round $r/$fashion_rounds" >&2
+        t0=$(date +%s.%N)
+        acc=$("$bp" train | sed -n 's/^final test loss .* test accuracy \([0-9.]*\).*/\1/p')
+        t1=$(date +%s.%N)
+        echo "backprop $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') ${acc:-nan}" >>"$fraw"
+        if [ $have_torch = 1 ]; then
+            torch_env "$best_env" "$py" "$here/torch_fashion.py" --threads "$(nproc)" 2>/dev/null |
+                "$py" -c 'import json, sys
+d = json.loads(sys.stdin.read())
+print("pytorch %.2f %.4f" % (d["wall_seconds"], d["test_accuracy"]))' >>"$fraw"
+        fi
+    done
     echo
-    echo "Fashion-MNIST, 10 epochs, Adam 1e-3, batch 128, $(nproc) threads: backprop train ${bp_wall} s, test accuracy ${acc_bp:-n/a}; PyTorch ${pt}"
+    "$py" - "$fraw" "$(nproc)" "$best_env" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    who, wall, acc = line.split()
+    runs.setdefault(who, []).append((float(wall), acc))
+def side(who):
+    r = runs.get(who)
+    if not r:
+        return None, "n/a"
+    walls = [w for w, _ in r]
+    accs = sorted(set(a for _, a in r))
+    return statistics.median(walls), "%.1f s (runs: %s), test accuracy %s" % (
+        statistics.median(walls), ", ".join("%.1f" % w for w in walls), " / ".join(accs))
+bp, bptxt = side("backprop")
+pt, pttxt = side("pytorch")
+env = " (OpenBLAS env: %s)" % sys.argv[3] if pt else ""
+ratio = " -- backprop/PyTorch wall time %.2f" % (bp / pt) if bp and pt else ""
+print("Fashion-MNIST, 10 epochs, Adam 1e-3, batch 128, %s threads, medians of %d: backprop train %s; "
+      "PyTorch %s%s%s" % (sys.argv[2], len(runs.get("backprop", [])), bptxt, pttxt, env, ratio))
+PY
 fi
