@@ -23,6 +23,11 @@
 # stands, with both variables unset (only if either is set), and with
 # OPENBLAS_CORETYPE forced to the CPU's best kernel (SkylakeX with AVX-512,
 # Haswell with AVX2); the table keeps its fastest and says which.
+#
+# One-thread cells pin every library of a round to one core (taskset), the
+# next round to the next core: the two cores of the development VMs ran the
+# same 1-thread GEMM 8-12 % apart for hours (the host's load is not spread
+# evenly), so unpinned runs compared whichever core each process landed on.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=build rounds=5 steps=30 configs=a,b,c threads=1,2 optimizers=sgd,adam fashion=1
@@ -67,6 +72,16 @@ torch_env() { # ENV-NAME command...
 declare -A shape=([a]="--in 784 --layers 256,128,100 --out 10 --batch 128"
                   [b]="--in 1024 --layers 1024,1024,1024 --out 10 --batch 256"
                   [c]="--in 4096 --layers 4096,4096 --out 10 --batch 64")
+# The cores this process may use (taskset's list, expanded).
+cpus=()
+if command -v taskset >/dev/null; then
+    for part in $(taskset -cp $$ | sed 's/.*: //' | tr ',' ' '); do
+        case $part in
+        *-*) for c in $(seq "${part%-*}" "${part#*-}"); do cpus+=("$c"); done ;;
+        *) cpus+=("$part") ;;
+        esac
+    done
+fi
 raw=$(mktemp /tmp/compare.XXXXXX.jsonl)
 echo "compare.sh: raw results in $raw; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 tag() { sed "s/^{/{\"cell\":\"$1\",\"variant\":\"$2\",/" >>"$raw"; }
@@ -77,20 +92,26 @@ for cfg in ${configs//,/ }; do
       cell="$cfg $t $opt" args="${shape[$cfg]} --threads $t --optimizer $opt --steps $steps"
       fmt=best
       for r in $(seq "$rounds"); do
-        echo "compare.sh: ($cfg) threads $t $opt round $r/$rounds" >&2
-        line=$("$bp" bench $args)
+        # One thread: every library of the round on the same core, the
+        # cores taken in turn round by round (see the header).
+        pin=()
+        if [ "$t" = 1 ] && [ ${#cpus[@]} -gt 1 ]; then
+            pin=(taskset -c "${cpus[$(( (r - 1) % ${#cpus[@]} ))]}")
+        fi
+        echo "compare.sh: ($cfg) threads $t $opt round $r/$rounds${pin:+ on cpu ${pin[2]}}" >&2
+        line=$("${pin[@]}" "$bp" bench $args)
         echo "$line" | tag "$cell" backprop
         peak=$(echo "$line" | sed -n 's/.*"peak_gflops":\([0-9.]*\).*/\1/p')
         peak1=$(awk -v p="${peak:-0}" -v t="$t" 'BEGIN { print p / t }')
         if [ -n "$onednn" ]; then
-            line=$("$onednn" $args --format $fmt)
+            line=$("${pin[@]}" "$onednn" $args --format $fmt)
             echo "$line" | tag "$cell" onednn
             # The first round picks oneDNN's faster format; later ones keep it.
             fmt=$(echo "$line" | sed -n 's/.*"format":"\([a-z]*\)".*/\1/p')
         fi
         if [ $have_torch = 1 ]; then
             for e in "${envs[@]}"; do
-                torch_env "$e" "$py" "$here/torch_step.py" $args --peak "$peak1" |
+                torch_env "$e" "${pin[@]}" "$py" "$here/torch_step.py" $args --peak "$peak1" |
                     tag "$cell" "pytorch:$e"
             done
         fi
