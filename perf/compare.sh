@@ -189,7 +189,8 @@ PY
         t0=$(date +%s.%N)
         acc=$("$bp" train | sed -n 's/^final test loss .* test accuracy \([0-9.]*\).*/\1/p')
         t1=$(date +%s.%N)
-        echo "backprop $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') ${acc:-nan}" >>"$fraw"
+        wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+        echo "backprop $wall ${acc:-nan}" >>"$fraw"
         if [ $have_torch = 1 ]; then
             torch_env "$best_env" "$py" "$here/torch_fashion.py" --threads "$(nproc)" 2>/dev/null |
                 "$py" -c 'import json, sys
@@ -216,7 +217,8 @@ bp, bptxt = side("backprop")
 pt, pttxt = side("pytorch")
 env = " (OpenBLAS env: %s)" % sys.argv[3] if pt else ""
 ratio = " -- backprop/PyTorch wall time %.2f" % (bp / pt) if bp and pt else ""
-print("Fashion-MNIST, 10 epochs, Adam 1e-3, batch 128, %s threads, medians of %d: backprop train %s; "
-      "PyTorch %s%s%s" % (sys.argv[2], len(runs.get("backprop", [])), bptxt, pttxt, env, ratio))
+print("Fashion-MNIST, 10 epochs, Adam 1e-3, batch 128, %s threads, medians of %d: "
+      "backprop train %s; PyTorch %s%s%s"
+      % (sys.argv[2], len(runs.get("backprop", [])), bptxt, pttxt, env, ratio))
 PY
 fi

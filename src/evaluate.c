@@ -96,8 +96,9 @@ static int evaluate_one_region(bp_net *net, const bp_dataset *ds, size_t batch, 
             total += l * (double)B;
             bpi_team_range(&team, B, &lo, &hi);
             mine += count_correct(net, ds, start, lo, hi);
-            /* The next forward's first barrier keeps its last layer from
-             * overwriting rows another thread is still counting. */
+            /* before the next forward writes over the outputs: with one
+             * layer, its first GEMM does, with no barrier before it */
+            bpi_barrier_wait(team.barrier);
         }
         atomic_fetch_add_explicit(&correct, mine, memory_order_relaxed);
         bpi_fpmode_leave(&fp);
@@ -158,10 +159,11 @@ bp_status bp_evaluate(bp_net *net, const bp_dataset *ds, size_t batch, float *lo
     if (loss)
         *loss = (float)(sums.loss / (double)ds->n);
     if (accuracy) {
-        size_t per_row = net->head == BP_HEAD_SIGMOID_BCE ? net->layers[net->n_layers - 1].n_out : 1;
+        const bpi_layer *last_layer = &net->layers[net->n_layers - 1];
+        double per_row = net->head == BP_HEAD_SIGMOID_BCE ? (double)last_layer->n_out : 1.0;
         *accuracy = net->head == BP_HEAD_MSE
                         ? NAN
-                        : (float)((double)sums.correct / ((double)ds->n * (double)per_row));
+                        : (float)((double)sums.correct / ((double)ds->n * per_row));
     }
     return BP_OK;
 }

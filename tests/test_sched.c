@@ -577,15 +577,16 @@ typedef struct eval_run {
     uint64_t one_region;
 } eval_run;
 
-static eval_run evaluate_once(int threads, bp_head head, const float *X, const int32_t *y,
-                              const float *t, size_t n)
+static eval_run evaluate_once(int threads, bp_head head, size_t n_layers, const float *X,
+                              const int32_t *y, const float *t, size_t n)
 {
     bp_ctx *ctx;
     OK(bp_ctx_create(&ctx, threads));
-    bp_layer_spec layers[3] = {{96, BP_ACT_TANH, 0}, {64, BP_ACT_GELU, 0},
-                               {10, BP_ACT_IDENTITY, 0}};
+    bp_layer_spec deep[3] = {{96, BP_ACT_TANH, 0}, {64, BP_ACT_GELU, 0},
+                             {10, BP_ACT_IDENTITY, 0}};
+    bp_layer_spec *layers = deep + 3 - n_layers; /* 1 layer: the output layer alone */
     bp_net *net;
-    OK(bp_net_create(&net, ctx, 200, 3, layers, head, 32));
+    OK(bp_net_create(&net, ctx, 200, n_layers, layers, head, 32));
     OK(bp_net_init(net, BP_INIT_XAVIER_UNIFORM, 5));
     bp_dataset *ds;
     OK(bp_dataset_create(&ds, n, 200, X, head == BP_HEAD_SOFTMAX_CE ? y : NULL,
@@ -598,7 +599,7 @@ static eval_run evaluate_once(int threads, bp_head head, const float *X, const i
     r.status = bp_evaluate(net, ds, 32, &r.loss, &r.acc);
     snprintf(r.msg, sizeof r.msg, "%s", bp_last_error());
     r.batch = net->batch;
-    memcpy(r.out, net->layers[2].A, net->batch * 10 * sizeof(float));
+    memcpy(r.out, net->layers[n_layers - 1].A, net->batch * 10 * sizeof(float));
     r.one_region = net->one_region_evals;
     bp_dataset_destroy(ds);
     bp_net_destroy(net);
@@ -607,9 +608,10 @@ static eval_run evaluate_once(int threads, bp_head head, const float *X, const i
 }
 
 /* bp_evaluate on 2 threads (one parallel region) gives the bits of the
- * plain pass on 1 thread for each head, and where the loss is not finite
- * the same error, leaving the net at the failing batch as the plain pass
- * does. */
+ * plain pass on 1 thread for each head, with three layers and with one
+ * (whose forward writes the outputs just counted), and where the loss is
+ * not finite the same error, leaving the net at the failing batch as the
+ * plain pass does. */
 START_TEST(one_region_evaluate_equals_plain)
 {
     enum { N = 75 }; /* batches of 32, 32 and 11 rows */
@@ -622,12 +624,14 @@ START_TEST(one_region_evaluate_equals_plain)
     for (size_t i = 0; i < N; i++)
         y[i] = (int32_t)(tu_next(&r) % 10);
     bp_head heads[3] = {BP_HEAD_SOFTMAX_CE, BP_HEAD_SIGMOID_BCE, BP_HEAD_MSE};
-    for (int h = 0; h < 3; h++) {
+    for (int c = 0; c < 6; c++) {
+        int h = c % 3;
+        size_t n_layers = c < 3 ? 3 : 1;
         for (int bad = 0; bad < 2; bad++) {
             if (bad)
                 X[40 * 200 + 7] = NAN; /* in the second batch */
-            eval_run ref = evaluate_once(1, heads[h], X, y, T, N);
-            eval_run got = evaluate_once(2, heads[h], X, y, T, N);
+            eval_run ref = evaluate_once(1, heads[h], n_layers, X, y, T, N);
+            eval_run got = evaluate_once(2, heads[h], n_layers, X, y, T, N);
             if (bad)
                 X[40 * 200 + 7] = 0.5f;
             ck_assert_int_eq(ref.status, (bad ? BP_ENUMERIC : BP_OK));
@@ -635,18 +639,18 @@ START_TEST(one_region_evaluate_equals_plain)
             ck_assert_uint_eq(got.batch, (bad ? 32 : 11));
             ck_assert_uint_eq(got.batch, ref.batch);
             ck_assert_msg(memcmp(got.out, ref.out, got.batch * 10 * sizeof(float)) == 0,
-                          "head %d case %d: last outputs differ", h, bad);
+                          "head %d, %zu layers, case %d: last outputs differ", h, n_layers, bad);
             if (bad) {
                 ck_assert_msg(strstr(ref.msg, "input") != NULL, "%s", ref.msg);
                 ck_assert_str_eq(got.msg, ref.msg);
             } else {
                 ck_assert_msg(memcmp(&got.loss, &ref.loss, sizeof ref.loss) == 0,
-                              "head %d: loss %.9g against %.9g", h, (double)got.loss,
-                              (double)ref.loss);
+                              "head %d, %zu layers: loss %.9g against %.9g", h, n_layers,
+                              (double)got.loss, (double)ref.loss);
                 ck_assert_msg(memcmp(&got.acc, &ref.acc, sizeof ref.acc) == 0 ||
                                   (isnan(got.acc) && isnan(ref.acc) && h == 2),
-                              "head %d: accuracy %.9g against %.9g", h, (double)got.acc,
-                              (double)ref.acc);
+                              "head %d, %zu layers: accuracy %.9g against %.9g", h, n_layers,
+                              (double)got.acc, (double)ref.acc);
                 ck_assert(h == 2 || (ref.acc > 0.0f && ref.acc < 1.0f)); /* something counted */
             }
             ck_assert_uint_eq(ref.one_region, 0); /* 1 thread: the plain pass */
