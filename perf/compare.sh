@@ -26,8 +26,9 @@
 #
 # One-thread cells pin every library of a round to one core (taskset), the
 # next round to the next core: the two cores of the development VMs ran the
-# same 1-thread GEMM 8-12 % apart for hours (the host's load is not spread
-# evenly), so unpinned runs compared whichever core each process landed on.
+# same 1-thread GEMM up to 8-12 % apart, for stretches of time (the host's
+# load is not spread evenly), so unpinned runs compared whichever core each
+# process landed on.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=build rounds=5 steps=30 configs=a,b,c threads=1,2 optimizers=sgd,adam fashion=1

@@ -501,6 +501,20 @@ START_TEST(one_region_step_refuses_like_plain)
 }
 END_TEST
 
+/* Rows for the epoch and evaluation tests: ROWS rows of 200 features in
+ * [-1, 1], each with 10 targets in [0, 1] and a label in 0..9, from seed. */
+enum { ROWS = 75 }; /* batches of 32, 32 and 11 rows */
+
+static void fill_rows(uint64_t seed, float *X, float *T, int32_t *y)
+{
+    tu_rng r;
+    tu_seed(&r, seed);
+    tu_fill(&r, X, ROWS * 200, -1, 1);
+    tu_fill(&r, T, ROWS * 10, 0, 1);
+    for (size_t i = 0; i < ROWS; i++)
+        y[i] = (int32_t)(tu_next(&r) % 10);
+}
+
 /* Parameters after one epoch of n rows (batches of 32, the last short) on
  * `threads` threads, labels (softmax-CE) or targets (MSE); *steps gets how
  * many steps ran in one region, which gathered their rows there. */
@@ -539,21 +553,15 @@ static float *epoch_params(int threads, bp_head head, const float *X, const int3
  * gathers before each plain step: with labels and with targets. */
 START_TEST(one_region_epoch_gathers_like_plain)
 {
-    enum { N = 75 };
-    static float X[N * 200], T[N * 10];
-    int32_t y[N];
-    tu_rng r;
-    tu_seed(&r, 31);
-    tu_fill(&r, X, N * 200, -1, 1);
-    tu_fill(&r, T, N * 10, 0, 1);
-    for (size_t i = 0; i < N; i++)
-        y[i] = (int32_t)(tu_next(&r) % 10);
+    static float X[ROWS * 200], T[ROWS * 10];
+    int32_t y[ROWS];
+    fill_rows(31, X, T, y);
     bp_head heads[2] = {BP_HEAD_SOFTMAX_CE, BP_HEAD_MSE};
     for (int h = 0; h < 2; h++) {
         uint64_t steps_ref, steps_got;
         size_t n_ref, n_got;
-        float *ref = epoch_params(1, heads[h], X, y, T, N, &steps_ref, &n_ref);
-        float *got = epoch_params(2, heads[h], X, y, T, N, &steps_got, &n_got);
+        float *ref = epoch_params(1, heads[h], X, y, T, ROWS, &steps_ref, &n_ref);
+        float *got = epoch_params(2, heads[h], X, y, T, ROWS, &steps_got, &n_got);
         ck_assert(n_ref == n_got);
         ck_assert_msg(memcmp(ref, got, n_ref * sizeof *ref) == 0, "head %d: parameters differ",
                       h);
@@ -614,15 +622,9 @@ static eval_run evaluate_once(int threads, bp_head head, size_t n_layers, const 
  * plain pass does. */
 START_TEST(one_region_evaluate_equals_plain)
 {
-    enum { N = 75 }; /* batches of 32, 32 and 11 rows */
-    static float X[N * 200], T[N * 10];
-    int32_t y[N];
-    tu_rng r;
-    tu_seed(&r, 21);
-    tu_fill(&r, X, N * 200, -1, 1);
-    tu_fill(&r, T, N * 10, 0, 1);
-    for (size_t i = 0; i < N; i++)
-        y[i] = (int32_t)(tu_next(&r) % 10);
+    static float X[ROWS * 200], T[ROWS * 10];
+    int32_t y[ROWS];
+    fill_rows(21, X, T, y);
     bp_head heads[3] = {BP_HEAD_SOFTMAX_CE, BP_HEAD_SIGMOID_BCE, BP_HEAD_MSE};
     for (int c = 0; c < 6; c++) {
         int h = c % 3;
@@ -630,8 +632,8 @@ START_TEST(one_region_evaluate_equals_plain)
         for (int bad = 0; bad < 2; bad++) {
             if (bad)
                 X[40 * 200 + 7] = NAN; /* in the second batch */
-            eval_run ref = evaluate_once(1, heads[h], n_layers, X, y, T, N);
-            eval_run got = evaluate_once(2, heads[h], n_layers, X, y, T, N);
+            eval_run ref = evaluate_once(1, heads[h], n_layers, X, y, T, ROWS);
+            eval_run got = evaluate_once(2, heads[h], n_layers, X, y, T, ROWS);
             if (bad)
                 X[40 * 200 + 7] = 0.5f;
             ck_assert_int_eq(ref.status, (bad ? BP_ENUMERIC : BP_OK));
