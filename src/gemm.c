@@ -523,6 +523,8 @@ static int use_direct_b(const gemm_job *job, size_t mc)
  * Ties keep the first factorisation tried: rows first when there are more
  * row blocks than strips. All threads compute the same grid; the grid
  * never changes a result bit. */
+static int use_bcast(const gemm_job *job, size_t rows);
+
 static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
 {
     size_t mr = job->ukr->mr, nr = job->ukr->nr, K = job->K;
@@ -530,11 +532,18 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
     size_t unit = col_unit(job->ukr);
     size_t n_units = ceil_div(size_min(job->N, job->blk.nc), unit);
     size_t n_strips = ceil_div(size_min(job->N, job->blk.nc), nr);
-    /* B read in place costs nothing beside the kernels while it comes from
-     * cache; when it exceeds the share of L3 the blocking gives a B panel
-     * (KC NC), every row group of threads streams it from memory, which
-     * costs like packing: 64x4096x4096 NN on 2 threads ran 324 GFLOP/s split
-     * over columns, 246 over rows. */
+    /* B read in place (fn_direct_b, or bcast_rows for op(B) = B^T) costs
+     * nothing beside the kernels while it comes from cache; when it exceeds
+     * the share of L3 the blocking gives a B panel (KC NC), every row group
+     * of threads streams it from memory, which costs like packing:
+     * 64x4096x4096 NN on 2 threads ran 324 GFLOP/s split over columns, 246
+     * over rows. Counting bcast_rows as packing kept the forward products
+     * of training batches split over columns, each thread packing its half
+     * of W for all the rows; over rows, each reads all of W in place for
+     * half of them. On 2 threads (medians of 5 alternating runs, GFLOP/s):
+     * 128x256x784 NT 332 -> 358, 256x1024x1024 NT 358 -> 363; training
+     * steps of 1024-1024-1024-1024-10 at batch 256 +2.5 % (SGD, 7 runs),
+     * +3.3 % (Adam), of 784-256-128-100-10 at batch 128 +2.1 %. */
     int b_cached = b_fits_cache(job);
     double best = -1.0;
     *tm = nt;
@@ -550,8 +559,8 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
         double strips = (double)ceil_div(ceil_div(n_units, n) * unit, nr);
         double mc_blocks = (double)ceil_div((size_t)rows, job->blk.mc);
         double tiles = rows / (double)mr * strips;
-        double b_cost = use_direct_b(job, (size_t)rows) && (m == 1 || b_cached)
-                            ? 0.0 : strips * (double)nr * mc_blocks;
+        int in_place = use_direct_b(job, (size_t)rows) || use_bcast(job, (size_t)rows);
+        double b_cost = in_place && (m == 1 || b_cached) ? 0.0 : strips * (double)nr * mc_blocks;
         double cost = tiles * (double)(mr * nr) * (double)K / 32.0 +
                       (double)K * (rows + b_cost) / 4.0;
         if (best < 0.0 || cost < best) {
