@@ -51,11 +51,10 @@ static uint64_t count_correct(const bp_net *net, const bp_dataset *ds, size_t st
     return correct;
 }
 
-/* What the pass adds up, and where a non-finite loss stopped it. */
+/* What the pass adds up. */
 typedef struct eval_sums {
     double loss;      /* sum over batches of mean loss x rows */
     uint64_t correct; /* rows (softmax-CE) or outputs (BCE) */
-    size_t failed_at; /* first row of the batch whose loss is not finite, or n */
 } eval_sums;
 
 static const int32_t *labels_at(const bp_dataset *ds, size_t start)
@@ -70,28 +69,33 @@ static const float *targets_at(const bp_dataset *ds, size_t start)
 
 #if BP_HAVE_OPENMP
 /* The pass in one region; 0 when it cannot run there (one thread, a
- * caller's region, fewer threads granted), and the plain pass goes. */
-static int evaluate_one_region(bp_net *net, const bp_dataset *ds, size_t batch, eval_sums *sums)
+ * caller's region, fewer threads granted), and the plain pass goes.
+ * *status: BP_OK, or the error of a batch whose loss is not finite. */
+static int evaluate_one_region(bp_net *net, const bp_dataset *ds, size_t batch, eval_sums *sums,
+                               bp_status *status, const char *fn)
 {
     int nt = net->ctx->n_threads;
     if (nt < 2 || omp_in_parallel())
         return 0;
     bpi_barrier_init(&net->step_barrier, (unsigned)nt); /* nobody waits in it now */
     _Atomic uint64_t correct = 0;
-    int ran = 0;
+    size_t last = 0; /* the first row of the last batch forwarded */
+    int ran = 0, failed = 0;
 #pragma omp parallel num_threads(nt)
     if (omp_get_num_threads() == nt) {
         bpi_team team = {omp_get_thread_num(), nt, &net->step_barrier};
         bpi_fpmode fp = bpi_fpmode_enter(); /* as in every region: see fpmode.h */
         double total = 0.0;
         uint64_t mine = 0;
-        size_t start = 0;
+        size_t start = 0, at = 0;
+        int bad = 0;
         for (; start < ds->n; start += batch) {
             size_t B = ds->n - start < batch ? ds->n - start : batch, lo, hi;
+            at = start;
             bpi_net_forward_team(net, &team, ds->X + start * ds->n_features, B);
             double l = bpi_net_loss_team(net, &team, B, labels_at(ds, start),
                                          targets_at(ds, start), 0);
-            if (!isfinite(l)) /* the same verdict on every thread */
+            if ((bad = !isfinite(l))) /* the same verdict on every thread */
                 break;
             total += l * (double)B;
             bpi_team_range(&team, B, &lo, &hi);
@@ -104,34 +108,36 @@ static int evaluate_one_region(bp_net *net, const bp_dataset *ds, size_t batch, 
         bpi_fpmode_leave(&fp);
         if (team.rank == 0) {
             sums->loss = total;
-            sums->failed_at = start < ds->n ? start : ds->n;
+            last = at;
+            failed = bad;
             ran = 1;
         }
     }
     if (!ran)
         return 0;
     sums->correct = atomic_load(&correct);
+    /* as the plain forward leaves them */
+    net->batch = ds->n - last < batch ? ds->n - last : batch;
+    net->x_last = ds->X + last * ds->n_features;
+    *status = failed ? bpi_net_loss_failure(net, labels_at(ds, last), targets_at(ds, last), fn)
+                     : BP_OK;
     return 1;
 }
 #endif
 
 /* The plain pass: each forward and loss with its own regions. */
-static void evaluate_plain(bp_net *net, const bp_dataset *ds, size_t batch, eval_sums *sums)
+static bp_status evaluate_plain(bp_net *net, const bp_dataset *ds, size_t batch,
+                                eval_sums *sums, const char *fn)
 {
-    sums->loss = 0.0;
-    sums->correct = 0;
-    sums->failed_at = ds->n;
     for (size_t start = 0; start < ds->n; start += batch) {
         size_t B = ds->n - start < batch ? ds->n - start : batch;
         bpi_net_forward(net, ds->X + start * ds->n_features, B);
         double l;
-        if (bpi_net_loss(net, labels_at(ds, start), targets_at(ds, start), &l, "") != BP_OK) {
-            sums->failed_at = start;
-            return;
-        }
+        BPI_TRY(bpi_net_loss(net, labels_at(ds, start), targets_at(ds, start), &l, fn));
         sums->loss += l * (double)B;
         sums->correct += count_correct(net, ds, start, 0, B);
     }
+    return BP_OK;
 }
 
 bp_status bp_evaluate(bp_net *net, const bp_dataset *ds, size_t batch, float *loss,
@@ -141,21 +147,17 @@ bp_status bp_evaluate(bp_net *net, const bp_dataset *ds, size_t batch, float *lo
     if (!net)
         return bpi_fail(BP_EINVAL, "%s: net is NULL", fn);
     BPI_TRY(bpi_train_check_data(net, ds, batch, fn));
-    eval_sums sums;
+    eval_sums sums = {0.0, 0};
+    bp_status s = BP_OK;
     int one_region = 0;
 #if BP_HAVE_OPENMP
-    one_region = evaluate_one_region(net, ds, batch, &sums);
+    one_region = evaluate_one_region(net, ds, batch, &sums, &s, fn);
 #endif
     if (one_region)
         net->one_region_evals++;
     else
-        evaluate_plain(net, ds, batch, &sums);
-    size_t last = ds->n - (ds->n - 1) / batch * batch; /* rows of the last batch */
-    size_t end = sums.failed_at < ds->n ? sums.failed_at : ds->n - last;
-    net->batch = ds->n - end < batch ? ds->n - end : batch; /* as the plain forward leaves it */
-    net->x_last = ds->X + end * ds->n_features;
-    if (sums.failed_at < ds->n)
-        return bpi_net_loss_failure(net, labels_at(ds, end), targets_at(ds, end), fn);
+        s = evaluate_plain(net, ds, batch, &sums, fn);
+    BPI_TRY(s);
     if (loss)
         *loss = (float)(sums.loss / (double)ds->n);
     if (accuracy) {

@@ -103,6 +103,17 @@ struct bpi_team;
 void bpi_net_forward_team(bp_net *net, const struct bpi_team *team, const float *X, size_t B);
 double bpi_net_loss_team(bp_net *net, const struct bpi_team *team, size_t B,
                          const int32_t *labels, const float *targets, int want_grad);
+/* One layer's backward steps by a team, no barrier at the end: its dZ from
+ * its dA (needed for the last layer only: every other layer's comes with
+ * the input gradient of the layer above); its input gradient dX (the layer
+ * below's dA, its dZ fused in; nothing for layer 0 unless the input
+ * gradient is wanted); its weight and bias gradients. The backward plan's
+ * tasks (sched_exec.c) and bpi_net_backward_team run these. */
+void bpi_net_act_backward_team(bp_net *net, const struct bpi_team *team, size_t layer);
+void bpi_net_input_grad_team(bp_net *net, const bpi_gemm_env *env, const struct bpi_team *team,
+                             size_t layer);
+void bpi_net_weight_grad_team(bp_net *net, const bpi_gemm_env *env,
+                              const struct bpi_team *team, size_t layer);
 /* The sequential backward (bpi_net_backward's loop, the loss's dA already
  * filled) with each GEMM on the whole team, ending at a barrier. */
 void bpi_net_backward_team(bp_net *net, const struct bpi_team *team);

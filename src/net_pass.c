@@ -211,29 +211,45 @@ bp_status bpi_net_backward(bp_net *net, const int32_t *labels, const float *targ
     return BP_OK;
 }
 
+void bpi_net_act_backward_team(bp_net *net, const bpi_team *team, size_t layer)
+{
+    bpi_layer *L = &net->layers[layer];
+    size_t lo, hi;
+    bpi_team_range(team, net->batch * L->n_out, &lo, &hi);
+    bpi_act_backward(L->act, L->alpha, L->Z + lo, L->A + lo, L->dA + lo, L->dZ + lo, hi - lo, 1);
+}
+
+void bpi_net_input_grad_team(bp_net *net, const bpi_gemm_env *env, const bpi_team *team,
+                             size_t layer)
+{
+    bpi_layer *L = &net->layers[layer];
+    if (layer == 0 && !net->want_input_grad)
+        return;
+    float *dX = layer > 0 ? net->layers[layer - 1].dA : net->dX;
+    bpi_act_fused below;
+    if (layer > 0)
+        below = bpi_act_fused_backward(&net->layers[layer - 1]);
+    bpi_dense_input_grad_team(env, team, L->dZ, L->W, dX, net->batch, L->n_in, L->n_out,
+                              layer > 0 ? &below : NULL);
+}
+
+void bpi_net_weight_grad_team(bp_net *net, const bpi_gemm_env *env, const bpi_team *team,
+                              size_t layer)
+{
+    bpi_layer *L = &net->layers[layer];
+    const float *X = layer > 0 ? net->layers[layer - 1].A : net->x_last;
+    bpi_dense_weight_grad_team(env, team, L->dZ, X, L->dW, L->db, net->batch, L->n_in, L->n_out,
+                               &net->dW_absmax[layer]);
+}
+
 void bpi_net_backward_team(bp_net *net, const bpi_team *team)
 {
-    size_t B = net->batch;
     const bpi_gemm_env *gemm = &net->ctx->gemm;
-    bpi_layer *last = &net->layers[net->n_layers - 1];
-    size_t lo, hi;
-    bpi_team_range(team, B * last->n_out, &lo, &hi);
-    bpi_act_backward(last->act, last->alpha, last->Z + lo, last->A + lo, last->dA + lo,
-                     last->dZ + lo, hi - lo, 1);
+    bpi_net_act_backward_team(net, team, net->n_layers - 1);
     bpi_barrier_wait(team->barrier);
     for (size_t i = net->n_layers; i-- > 0;) {
-        bpi_layer *L = &net->layers[i];
-        const float *X = i > 0 ? net->layers[i - 1].A : net->x_last;
-        bpi_dense_weight_grad_team(gemm, team, L->dZ, X, L->dW, L->db, B, L->n_in, L->n_out,
-                                   &net->dW_absmax[i]);
-        float *dX = i > 0 ? net->layers[i - 1].dA : net->want_input_grad ? net->dX : NULL;
-        if (dX) {
-            bpi_act_fused below;
-            if (i > 0)
-                below = bpi_act_fused_backward(&net->layers[i - 1]);
-            bpi_dense_input_grad_team(gemm, team, L->dZ, L->W, dX, B, L->n_in, L->n_out,
-                                      i > 0 ? &below : NULL);
-        }
+        bpi_net_weight_grad_team(net, gemm, team, i);
+        bpi_net_input_grad_team(net, gemm, team, i);
         bpi_barrier_wait(team->barrier); /* the layer below reads dZ of all rows */
     }
 }

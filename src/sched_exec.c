@@ -2,11 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "activation.h"
 #include "alloc.h"
 #include "bp_config.h"
 #include "ctx.h"
-#include "dense.h"
 #include "error.h"
 #include "fpmode.h"
 #include "net.h"
@@ -221,48 +219,19 @@ int bpi_sched_usable(const bpi_sched *s, const bp_net *net)
 /* ------------------------------------------------------------ the tasks */
 
 /* Only the last layer's: every other layer's dZ comes out of the input
- * gradient of the layer above (run_dx), so its ACT task has nothing left
- * to do (act_fused). */
+ * gradient of the layer above (bpi_net_input_grad_team), so its ACT task
+ * has nothing left to do (act_fused). */
 static int act_fused(const bp_net *net, int layer)
 {
     return (size_t)layer + 1 < net->n_layers;
 }
 
-static void run_act(bp_net *net, const bpi_team *team, int layer)
-{
-    bpi_layer *L = &net->layers[layer];
-    size_t lo, hi;
-    bpi_team_range(team, net->batch * L->n_out, &lo, &hi);
-    bpi_act_backward(L->act, L->alpha, L->Z + lo, L->A + lo, L->dA + lo, L->dZ + lo, hi - lo, 1);
-}
-
-static void run_dx(bp_net *net, const bpi_gemm_env *env, const bpi_team *team, int layer)
-{
-    bpi_layer *L = &net->layers[layer];
-    if (layer == 0 && !net->want_input_grad)
-        return; /* not planned then (bp_net_set_input_grad plans again) */
-    float *dX = layer > 0 ? net->layers[layer - 1].dA : net->dX;
-    bpi_act_fused below;
-    if (layer > 0)
-        below = bpi_act_fused_backward(&net->layers[layer - 1]);
-    bpi_dense_input_grad_team(env, team, L->dZ, L->W, dX, net->batch, L->n_in, L->n_out,
-                              layer > 0 ? &below : NULL);
-}
-
-static void run_dw(bp_net *net, const bpi_gemm_env *env, const bpi_team *team, int layer)
-{
-    bpi_layer *L = &net->layers[layer];
-    const float *X = layer > 0 ? net->layers[layer - 1].A : net->x_last;
-    bpi_dense_weight_grad_team(env, team, L->dZ, X, L->dW, L->db, net->batch, L->n_in, L->n_out,
-                               &net->dW_absmax[layer]);
-}
-
 static void run_task(bp_net *net, bpi_sched *s, const bpi_team *team, int g, const bpi_task *t)
 {
     switch (t->kind) {
-    case BPI_T_ACT: run_act(net, team, t->layer); break;
-    case BPI_T_DX: run_dx(net, &s->envs[g], team, t->layer); break;
-    case BPI_T_DW: run_dw(net, &s->envs[g], team, t->layer); break;
+    case BPI_T_ACT: bpi_net_act_backward_team(net, team, (size_t)t->layer); break;
+    case BPI_T_DX: bpi_net_input_grad_team(net, &s->envs[g], team, (size_t)t->layer); break;
+    case BPI_T_DW: bpi_net_weight_grad_team(net, &s->envs[g], team, (size_t)t->layer); break;
     case BPI_T_NORM:
     case BPI_T_UPDATE: break; /* planned only with updates, which run in bp_optim_step */
     }
