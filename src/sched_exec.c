@@ -20,11 +20,19 @@
 /* ------------------------------------------------------------ pinning */
 
 /* While a plan runs, thread t is bound to core t of the plan (its first PU),
- * so a group's threads stay on the caches the plan gave them; each thread's
- * previous binding is restored when the plan ends, so OpenMP's pooled
- * threads are left as they were. Not done when the user placed OpenMP's
- * threads (OMP_PLACES or OMP_PROC_BIND set): theirs stands. Everything is
- * allocated here, at set-up. */
+ * so a group's threads stay on the caches the plan gave them. Not done when
+ * the user placed OpenMP's threads (OMP_PLACES or OMP_PROC_BIND set): theirs
+ * stands. Everything is allocated here, at set-up.
+ * Each binding is a system call of 1-2 us on the development VMs (and
+ * saving and restoring one two more), 4-5 us per step on the critical path
+ * when every step bound and unbound both threads. So:
+ *  - OpenMP's worker threads (tid > 0) are bound once and left bound, as
+ *    OMP_PROC_BIND would leave them; each remembers its core (bound_pu)
+ *    and later steps make no call. A worker that becomes another thread
+ *    number, in another context's region, is bound again.
+ *  - The calling thread (tid 0) is the user's: it is bound only when it
+ *    runs on another core than its plan's, and its own binding is restored
+ *    when the plan ends. */
 typedef struct bpi_pinning {
 #if BP_HAVE_HWLOC
     hwloc_topology_t topo;
@@ -97,11 +105,26 @@ static bp_status pinning_create(const bpi_topo_desc *cores, int n_threads, bpi_p
 #endif
 }
 
+#if BP_HAVE_HWLOC
+/* The PU this worker thread was bound to and left bound to; -1: none. */
+static _Thread_local int bound_pu = -1;
+#endif
+
 /* Bind thread tid to its core; 1 if its old binding must be restored. */
 static int pin(bpi_pinning *p, int tid)
 {
 #if BP_HAVE_HWLOC
     if (!p || tid >= p->n)
+        return 0;
+    int pu = (int)hwloc_bitmap_first(p->core[tid]);
+    if (tid > 0) {
+        if (bound_pu != pu && hwloc_set_cpubind(p->topo, p->core[tid], HWLOC_CPUBIND_THREAD) == 0)
+            bound_pu = pu;
+        return 0;
+    }
+    /* On Linux hwloc asks sched_getcpu, which makes no system call. */
+    if (hwloc_get_last_cpu_location(p->topo, p->saved[tid], HWLOC_CPUBIND_THREAD) == 0 &&
+        hwloc_bitmap_isequal(p->saved[tid], p->core[tid]))
         return 0;
     if (hwloc_get_cpubind(p->topo, p->saved[tid], HWLOC_CPUBIND_THREAD) != 0)
         return 0;

@@ -19,6 +19,9 @@
 #if BP_HAVE_HWLOC
 #include <hwloc.h>
 #endif
+#if BP_HAVE_OPENMP
+#include <omp.h>
+#endif
 
 #define OK(expr) ck_assert_msg((expr) == BP_OK, "%s: %s", #expr, bp_last_error())
 
@@ -256,6 +259,8 @@ typedef struct net_shape {
 
 /* Two training steps with Adam; returns every parameter and gradient (and
  * the input gradient when asked for). */
+static int last_run_pinned; /* run_steps' net bound its threads to cores */
+
 static float *run_steps(const net_shape *sh, int threads, bp_backward_mode mode, int *scheduled,
                         int *joint, size_t *count)
 {
@@ -271,6 +276,7 @@ static float *run_steps(const net_shape *sh, int threads, bp_backward_mode mode,
     }
     *scheduled = net->sched != NULL;
     *joint = net->sched && bpi_plan_has_joint(&net->sched->plan);
+    last_run_pinned = net->sched && net->sched->pin;
     bp_optim *opt;
     bp_optim_config cfg;
     OK(bp_optim_config_default(&cfg, BP_OPTIM_ADAM));
@@ -663,8 +669,10 @@ START_TEST(one_region_evaluate_equals_plain)
 }
 END_TEST
 
-/* The executor binds its threads to their cores while a plan runs and puts
- * the caller's thread back as it was. */
+/* The executor binds its threads to their cores while a plan runs. The
+ * caller's thread is put back as it was, also when the plan had to move it
+ * to another core; OpenMP's worker threads stay bound (once, not at every
+ * step). */
 START_TEST(binding_is_restored)
 {
 #if BP_HAVE_HWLOC
@@ -672,6 +680,7 @@ START_TEST(binding_is_restored)
     ck_assert_int_eq(hwloc_topology_init(&topo), 0);
     ck_assert_int_eq(hwloc_topology_load(topo), 0);
     hwloc_bitmap_t before = hwloc_bitmap_alloc(), after = hwloc_bitmap_alloc();
+    hwloc_bitmap_t mine = hwloc_bitmap_alloc();
     ck_assert_int_eq(hwloc_get_cpubind(topo, before, HWLOC_CPUBIND_THREAD), 0);
     static const net_shape shape = {{256, 256, 256, 10}, 3, 32, 0}; /* a joint list */
     int sched, joint;
@@ -679,8 +688,32 @@ START_TEST(binding_is_restored)
     free(run_steps(&shape, 2, BP_BACKWARD_SCHEDULED, &sched, &joint, &n));
     ck_assert_int_eq(hwloc_get_cpubind(topo, after, HWLOC_CPUBIND_THREAD), 0);
     ck_assert_msg(hwloc_bitmap_isequal(before, after), "the caller's binding changed");
+    int n_pus = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
+    if (n_pus >= 2 && last_run_pinned) {
+        /* On the last PU the caller is not on its plan's core (thread 0 runs
+         * on the first core): the plan moves it there and back. */
+        hwloc_obj_t last = hwloc_get_obj_by_type(topo, HWLOC_OBJ_PU, (unsigned)n_pus - 1);
+        ck_assert_int_eq(hwloc_set_cpubind(topo, last->cpuset, HWLOC_CPUBIND_THREAD), 0);
+        ck_assert_int_eq(hwloc_get_cpubind(topo, mine, HWLOC_CPUBIND_THREAD), 0);
+        free(run_steps(&shape, 2, BP_BACKWARD_SCHEDULED, &sched, &joint, &n));
+        ck_assert_int_eq(hwloc_get_cpubind(topo, after, HWLOC_CPUBIND_THREAD), 0);
+        ck_assert_msg(hwloc_bitmap_isequal(mine, after), "the caller's binding was not restored");
+        int worker_pus = -1;
+#if BP_HAVE_OPENMP
+#pragma omp parallel num_threads(2)
+        if (omp_get_thread_num() == 1) {
+            hwloc_bitmap_t w = hwloc_bitmap_alloc();
+            if (w && hwloc_get_cpubind(topo, w, HWLOC_CPUBIND_THREAD) == 0)
+                worker_pus = hwloc_bitmap_weight(w);
+            hwloc_bitmap_free(w);
+        }
+        ck_assert_msg(worker_pus == 1, "the worker thread is bound to %d PUs", worker_pus);
+#endif
+        ck_assert_int_eq(hwloc_set_cpubind(topo, before, HWLOC_CPUBIND_THREAD), 0);
+    }
     hwloc_bitmap_free(before);
     hwloc_bitmap_free(after);
+    hwloc_bitmap_free(mine);
     hwloc_topology_destroy(topo);
 #endif
 }
