@@ -116,6 +116,7 @@ typedef struct bp_topology_info {
 /* Create a context. n_threads = 0 uses one thread per core (as hwloc counts
  * them, or omp_get_num_procs() without hwloc); without OpenMP it is 1. */
 BP_API bp_status bp_ctx_create(bp_ctx **ctx, int n_threads);
+/* Destroy every net made on a context before the context. */
 BP_API void bp_ctx_destroy(bp_ctx *ctx);
 /* Threads this context runs its parallel regions with. */
 BP_API int bp_ctx_threads(const bp_ctx *ctx);

@@ -11,8 +11,10 @@
 /* Floats per alignment unit: tensor offsets inside blocks round up to this. */
 #define BPI_ALIGN_FLOATS (BPI_ALIGN / sizeof(float))
 
-/* From this size on, bpi_alloc advises transparent huge pages (alloc.c). */
-#define BPI_HUGE_MIN_BYTES ((size_t)4 << 20)
+/* From this size on, bpi_alloc advises transparent huge pages and aligns
+ * the buffer to one (alloc.c). */
+#define BPI_HUGE_MIN_BYTES ((size_t)2 << 20)
+#define BPI_HUGE_PAGE_BYTES ((size_t)2 << 20)
 
 /* Aligned, zero-filled allocation of `bytes` (> 0). NULL on failure, and
  * for the allocation bp_debug_fail_alloc() armed in this thread. */

@@ -75,14 +75,16 @@ bp_status bp_ctx_create(bp_ctx **out, int n_threads)
     bp_ctx *ctx = bpi_alloc(sizeof *ctx);
     if (!ctx)
         return bpi_fail(BP_ENOMEM, "bp_ctx_create: cannot allocate the context");
-    bpi_topology_detect(&ctx->topo);
+    ctx->hwloc = bpi_hwloc_load();
+    bpi_topology_detect(&ctx->topo, ctx->hwloc);
     ctx->backward = backward;
     ctx->cores = bpi_alloc(sizeof *ctx->cores);
     if (!ctx->cores) {
+        bpi_hwloc_unload(ctx->hwloc);
         bpi_free(ctx);
         return bpi_fail(BP_ENOMEM, "bp_ctx_create: cannot allocate the core list");
     }
-    if (bpi_topo_describe(ctx->cores, NULL, NULL, ctx->topo.n_cores) != BP_OK)
+    if (!ctx->hwloc || bpi_topo_describe_loaded(ctx->cores, ctx->hwloc) != BP_OK)
         bpi_topo_flat(ctx->cores, ctx->topo.n_cores); /* planning still works, flat */
     ctx->gemm.ukr = ukr;
     bpi_gemm_blocking_init(&ctx->gemm.blk, ukr, &ctx->topo);
@@ -93,6 +95,7 @@ bp_status bp_ctx_create(bp_ctx **out, int n_threads)
         n_threads = default_threads(&ctx->topo);
     bp_status s = set_workspace(ctx, n_threads, "bp_ctx_create");
     if (s != BP_OK) {
+        bpi_hwloc_unload(ctx->hwloc);
         bpi_free(ctx->cores);
         bpi_free(ctx);
         return s;
@@ -110,6 +113,7 @@ void bp_ctx_destroy(bp_ctx *ctx)
 #endif
     bpi_free(ctx->gemm.workspace);
     bpi_free(ctx->cores);
+    bpi_hwloc_unload(ctx->hwloc);
     bpi_free(ctx);
 }
 

@@ -35,7 +35,7 @@
  *    when the plan ends. */
 typedef struct bpi_pinning {
 #if BP_HAVE_HWLOC
-    hwloc_topology_t topo;
+    hwloc_topology_t topo;   /* the context's (not owned) */
     hwloc_bitmap_t *core;    /* per thread: the PU to bind to */
     hwloc_bitmap_t *saved;   /* per thread: its binding before the plan */
 #endif
@@ -55,8 +55,6 @@ static void pinning_free(bpi_pinning *p)
     }
     bpi_free(p->core);
     bpi_free(p->saved);
-    if (p->topo)
-        hwloc_topology_destroy(p->topo);
 #endif
     bpi_free(p);
 }
@@ -64,12 +62,14 @@ static void pinning_free(bpi_pinning *p)
 /* *out = NULL (and BP_OK) when pinning is not wanted or hwloc cannot do it;
  * BP_ENOMEM only when our own allocations fail, like every other set-up
  * allocation. */
-static bp_status pinning_create(const bpi_topo_desc *cores, int n_threads, bpi_pinning **out)
+static bp_status pinning_create(const bp_ctx *ctx, int n_threads, bpi_pinning **out)
 {
     *out = NULL;
 #if BP_HAVE_HWLOC
+    const bpi_topo_desc *cores = ctx->cores;
     const char *places = getenv("OMP_PLACES"), *bind = getenv("OMP_PROC_BIND");
-    if ((places && *places) || (bind && *bind) || !cores->from_hwloc || n_threads > cores->n_cores)
+    if ((places && *places) || (bind && *bind) || !ctx->hwloc || !cores->from_hwloc ||
+        n_threads > cores->n_cores)
         return BP_OK;
     bpi_pinning *p = bpi_alloc(sizeof *p);
     if (p) {
@@ -81,12 +81,8 @@ static bp_status pinning_create(const bpi_topo_desc *cores, int n_threads, bpi_p
         pinning_free(p);
         return bpi_fail(BP_ENOMEM, "bp_net_create: cannot allocate the thread pinning");
     }
-    int ok = hwloc_topology_init(&p->topo) == 0;
-    if (ok && hwloc_topology_load(p->topo) != 0) {
-        hwloc_topology_destroy(p->topo);
-        p->topo = NULL;
-        ok = 0;
-    }
+    p->topo = (hwloc_topology_t)ctx->hwloc;
+    int ok = 1;
     for (int t = 0; ok && t < n_threads; t++) {
         p->core[t] = hwloc_bitmap_alloc();
         p->saved[t] = hwloc_bitmap_alloc();
@@ -100,7 +96,7 @@ static bp_status pinning_create(const bpi_topo_desc *cores, int n_threads, bpi_p
     *out = p;
     return BP_OK;
 #else
-    (void)cores, (void)n_threads;
+    (void)ctx, (void)n_threads;
     return BP_OK;
 #endif
 }
@@ -210,7 +206,7 @@ bp_status bpi_sched_create(bp_net *net, bpi_sched **out)
         return st;
     }
     s->n_threads = net->ctx->n_threads;
-    st = pinning_create(net->ctx->cores, s->n_threads, &s->pin);
+    st = pinning_create(net->ctx, s->n_threads, &s->pin);
     if (st != BP_OK) {
         bpi_sched_destroy(s);
         return st;

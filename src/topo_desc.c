@@ -93,6 +93,16 @@ static bp_status describe_hwloc(bpi_topo_desc *d, hwloc_topology_t t)
 }
 #endif
 
+bp_status bpi_topo_describe_loaded(bpi_topo_desc *d, void *hwloc)
+{
+#if BP_HAVE_HWLOC
+    return describe_hwloc(d, (hwloc_topology_t)hwloc);
+#else
+    (void)d, (void)hwloc;
+    return bpi_fail(BP_EUNSUPPORTED, "topology: this build has no hwloc");
+#endif
+}
+
 bp_status bpi_topo_describe(bpi_topo_desc *d, const char *synthetic, const char *xml_path,
                             int n_fallback)
 {

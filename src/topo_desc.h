@@ -28,6 +28,10 @@ typedef struct bpi_topo_desc {
 bp_status bpi_topo_describe(bpi_topo_desc *d, const char *synthetic, const char *xml_path,
                             int n_fallback);
 
+/* Describe the machine of a loaded hwloc topology (bpi_hwloc_load; not
+ * NULL). */
+bp_status bpi_topo_describe_loaded(bpi_topo_desc *d, void *hwloc);
+
 /* n flat cores: one package, one NUMA node, one L3, private L2s. */
 void bpi_topo_flat(bpi_topo_desc *d, int n);
 

@@ -58,15 +58,8 @@ static size_t cache_size(hwloc_topology_t t, hwloc_obj_type_t type, int *count)
     return (size_t)obj->attr->cache.size;
 }
 
-static int detect_hwloc(bp_topology_info *topo)
+static int detect_hwloc(bp_topology_info *topo, hwloc_topology_t t)
 {
-    hwloc_topology_t t;
-    if (hwloc_topology_init(&t) != 0)
-        return 0;
-    if (hwloc_topology_load(t) != 0) {
-        hwloc_topology_destroy(t);
-        return 0;
-    }
     topo->n_packages = count_type(t, HWLOC_OBJ_PACKAGE);
     topo->n_numa_nodes = count_type(t, HWLOC_OBJ_NUMANODE);
     topo->n_cores = count_type(t, HWLOC_OBJ_CORE);
@@ -79,16 +72,43 @@ static int detect_hwloc(bp_topology_info *topo)
         topo->n_cores = topo->n_pus;
     topo->cores_per_l2 = n_l2 > 0 ? (topo->n_cores + n_l2 - 1) / n_l2 : 1;
     topo->cores_per_l3 = n_l3 > 0 ? (topo->n_cores + n_l3 - 1) / n_l3 : topo->n_cores;
-    hwloc_topology_destroy(t);
     return topo->n_pus > 0;
 }
 #endif
 
-void bpi_topology_detect(bp_topology_info *topo)
+void *bpi_hwloc_load(void)
+{
+#if BP_HAVE_HWLOC
+    hwloc_topology_t t;
+    if (hwloc_topology_init(&t) != 0)
+        return NULL;
+    if (hwloc_topology_load(t) != 0) {
+        hwloc_topology_destroy(t);
+        return NULL;
+    }
+    return t;
+#else
+    return NULL;
+#endif
+}
+
+void bpi_hwloc_unload(void *hwloc)
+{
+#if BP_HAVE_HWLOC
+    if (hwloc)
+        hwloc_topology_destroy((hwloc_topology_t)hwloc);
+#else
+    (void)hwloc;
+#endif
+}
+
+void bpi_topology_detect(bp_topology_info *topo, void *hwloc)
 {
     memset(topo, 0, sizeof *topo);
 #if BP_HAVE_HWLOC
-    topo->hwloc_used = detect_hwloc(topo);
+    topo->hwloc_used = hwloc && detect_hwloc(topo, (hwloc_topology_t)hwloc);
+#else
+    (void)hwloc;
 #endif
     if (!topo->hwloc_used) {
         memset(topo, 0, sizeof *topo);

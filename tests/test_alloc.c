@@ -1,6 +1,7 @@
 /* bpi_alloc: zero-filled, 64-byte aligned, and buffers from
  * BPI_HUGE_MIN_BYTES on advised for transparent huge pages (their pages
- * carry the kernel's "hg" flag in /proc/self/smaps), smaller ones not. */
+ * carry the kernel's "hg" flag in /proc/self/smaps) from their first byte
+ * to their last, smaller ones not. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,26 @@ START_TEST(test_large_buffers_are_advised)
 }
 END_TEST
 
+/* Just above the threshold: on a huge-page boundary, advised at both ends
+ * (the first and last pages are not left to small pages). */
+START_TEST(test_buffers_are_huge_to_their_ends)
+{
+    size_t bytes = BPI_HUGE_MIN_BYTES + 123;
+    unsigned char *p = bpi_alloc(bytes);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq((uintptr_t)p % BPI_HUGE_PAGE_BYTES, 0);
+    ck_assert(all_zero(p, bytes));
+    int first = advised_huge(p), last = advised_huge(p + bytes - 1);
+    if (first < 0 || last < 0)
+        fprintf(stderr, "test_alloc: the huge-page advice is not visible here: not checked\n");
+    else
+        ck_assert_msg(first == 1 && last == 1,
+                      "a %zu-byte buffer is advised at its first byte: %d, last: %d", bytes,
+                      first, last);
+    bpi_free(p);
+}
+END_TEST
+
 START_TEST(test_small_buffers_are_not)
 {
     size_t bytes = BPI_HUGE_MIN_BYTES / 64;
@@ -83,6 +104,7 @@ static Suite *suite(void)
     Suite *s = suite_create("alloc");
     TCase *tc = tcase_create("alloc");
     tcase_add_test(tc, test_large_buffers_are_advised);
+    tcase_add_test(tc, test_buffers_are_huge_to_their_ends);
     tcase_add_test(tc, test_small_buffers_are_not);
     suite_add_tcase(s, tc);
     return s;
