@@ -86,6 +86,26 @@ expect 1 "$bp" train --train-csv "$dir/nosuch.csv" --test-csv "$dir/test.csv"
 grep -q "nosuch.csv" "$dir/err" && ok || bad "missing file not named: $(cat "$dir/err")"
 expect 1 "$bp" train --data "$dir/nodir"
 
+# --- IDX data: the training and test sets load side by side; a missing one
+# is named, once, and a missing training set is reported before the test set
+idx_pair() { # DIR PREFIX: 8 images of 2x2 pixels, labels 0 and 1
+    mkdir -p "$1"
+    { printf '\x00\x00\x08\x03\x00\x00\x00\x08\x00\x00\x00\x02\x00\x00\x00\x02'
+      for i in 1 2 3 4 5 6 7 8; do printf '\x10\x80\xff\x00'; done; } > "$1/$2-images-idx3-ubyte"
+    printf '\x00\x00\x08\x01\x00\x00\x00\x08\x00\x01\x00\x01\x00\x01\x00\x01' \
+        > "$1/$2-labels-idx1-ubyte"
+}
+idx_pair "$dir/idx" train; idx_pair "$dir/idx" t10k
+idx_pair "$dir/idx_train" train; idx_pair "$dir/idx_test" t10k
+expect 0 "$bp" train --data "$dir/idx" --epochs 1 --layers 4 --batch 2
+grep -q "^backprop .*: 8 training samples, 4 inputs" "$dir/out" && ok || bad "IDX train: $(head -2 "$dir/out")"
+expect 1 "$bp" train --data "$dir/idx_train" --epochs 1
+grep -q "t10k-images-idx3-ubyte" "$dir/err" && [ "$(grep -c 'loading data' "$dir/err")" = 1 ] \
+    && ok || bad "missing test set: $(cat "$dir/err")"
+expect 1 "$bp" train --data "$dir/idx_test" --epochs 1
+grep -q "train-images-idx3-ubyte" "$dir/err" && ! grep -q t10k "$dir/err" \
+    && ok || bad "missing training set: $(cat "$dir/err")"
+
 # --- train with metrics and a checkpoint
 expect 0 "$bp" train "${data[@]}" --epochs 3 --metrics "$dir/m.jsonl" --save "$dir/a.bpm"
 [ "$(wc -l < "$dir/m.jsonl")" = 3 ] && ok || bad "metrics has $(wc -l < "$dir/m.jsonl") lines, expected 3"
