@@ -20,16 +20,16 @@ void bpi_dense_forward(const bpi_gemm_env *gemm, const float *X, const float *W,
 {
     /* Z = b + X W^T: the bias seeds each block of Z (beta = 1 on it), and
      * A = f(Z) follows each finished block, so neither is a pass of its own. */
-    bpi_gemm_epilogue epi = {b, act ? act_forward_block : NULL, act, NULL};
+    bpi_gemm_epilogue epi = {b, act ? act_forward_block : NULL, act, NULL, 0};
     bpi_sgemm_epi(gemm, 0, 1, B, n_out, n_in, 1.0f, X, n_in, W, n_in, 1.0f, Z, n_out, NULL,
                   &epi);
 }
 
 void bpi_dense_forward_team(const bpi_gemm_env *gemm, const bpi_team *team, const float *X,
                             const float *W, const float *b, float *Z, size_t B, size_t n_in,
-                            size_t n_out, const bpi_act_fused *act)
+                            size_t n_out, const bpi_act_fused *act, int w_owned)
 {
-    bpi_gemm_epilogue epi = {b, act ? act_forward_block : NULL, act, NULL};
+    bpi_gemm_epilogue epi = {b, act ? act_forward_block : NULL, act, NULL, w_owned};
     bpi_sgemm_team_fit_epi(gemm, team, 0, 1, B, n_out, n_in, 1.0f, X, n_in, W, n_in, 1.0f, Z,
                            n_out, NULL, &epi);
 }
@@ -53,11 +53,11 @@ void bpi_dense_backward(const bpi_gemm_env *gemm, const float *dZ, const float *
     /* db = column sums of dZ, summed from dZ^T's packed blocks by the
      * weight-gradient GEMM (its A), batch rows in order (B >= 1 and alpha
      * 1: the product runs). */
-    bpi_gemm_epilogue sums = {NULL, NULL, NULL, db};
+    bpi_gemm_epilogue sums = {NULL, NULL, NULL, db, 0};
     bpi_sgemm_epi(gemm, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f, dW, n_in,
                   dW_absmax, &sums);
     if (dX) {
-        bpi_gemm_epilogue epi = {NULL, below ? act_backward_block : NULL, below, NULL};
+        bpi_gemm_epilogue epi = {NULL, below ? act_backward_block : NULL, below, NULL, 0};
         bpi_sgemm_epi(gemm, 0, 0, B, n_in, n_out, 1.0f, dZ, n_out, W, n_in, 0.0f, dX, n_in,
                       NULL, &epi);
     }
@@ -67,7 +67,7 @@ void bpi_dense_input_grad_team(const bpi_gemm_env *gemm, const bpi_team *team, c
                                const float *W, float *dX, size_t B, size_t n_in, size_t n_out,
                                const bpi_act_fused *below)
 {
-    bpi_gemm_epilogue epi = {NULL, below ? act_backward_block : NULL, below, NULL};
+    bpi_gemm_epilogue epi = {NULL, below ? act_backward_block : NULL, below, NULL, 0};
     bpi_sgemm_team_epi(gemm, team, 0, 0, B, n_in, n_out, 1.0f, dZ, n_out, W, n_in, 0.0f, dX,
                        n_in, NULL, &epi);
 }
@@ -76,7 +76,7 @@ void bpi_dense_weight_grad_team(const bpi_gemm_env *gemm, const bpi_team *team,
                                 const float *dZ, const float *X, float *dW, float *db,
                                 size_t B, size_t n_in, size_t n_out, uint32_t *dW_absmax)
 {
-    bpi_gemm_epilogue sums = {NULL, NULL, NULL, db};
+    bpi_gemm_epilogue sums = {NULL, NULL, NULL, db, 0};
     bpi_sgemm_team_epi(gemm, team, 1, 0, n_out, n_in, B, 1.0f, dZ, n_out, X, n_in, 0.0f, dW,
                        n_in, dW_absmax, &sums);
 }

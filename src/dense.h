@@ -28,11 +28,12 @@ void bpi_dense_forward(const bpi_gemm_env *gemm, const float *X, const float *W,
                        const bpi_act_fused *act);
 /* The same, run by a team of threads of an enclosing parallel region (every
  * member calls, see team.h; bpi_sgemm_team_fit_epi), no barrier at the
- * end. */
+ * end. w_owned: W is updated next by the threads that own its rows (the
+ * training step; gemm.h's b_owned). */
 struct bpi_team;
 void bpi_dense_forward_team(const bpi_gemm_env *gemm, const struct bpi_team *team,
                             const float *X, const float *W, const float *b, float *Z, size_t B,
-                            size_t n_in, size_t n_out, const bpi_act_fused *act);
+                            size_t n_in, size_t n_out, const bpi_act_fused *act, int w_owned);
 
 /* dZ is (B, n_out), X is (B, n_in), W is (n_out, n_in).
  * dW (n_out, n_in) = dZ^T X                            (GEMM TN)

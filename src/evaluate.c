@@ -92,7 +92,7 @@ static int evaluate_one_region(bp_net *net, const bp_dataset *ds, size_t batch, 
         for (; start < ds->n; start += batch) {
             size_t B = ds->n - start < batch ? ds->n - start : batch, lo, hi;
             at = start;
-            bpi_net_forward_team(net, &team, ds->X + start * ds->n_features, B);
+            bpi_net_forward_team(net, &team, ds->X + start * ds->n_features, B, 0);
             double l = bpi_net_loss_team(net, &team, B, labels_at(ds, start),
                                          targets_at(ds, start), 0);
             if ((bad = !isfinite(l))) /* the same verdict on every thread */

@@ -97,13 +97,20 @@ static inline uint32_t bpi_abs_bits(float x)
  *   a_sums NULL, or (M): a_sums[i] = the sum over p of op(A)(i, p), added
  *         in order p = 0, 1, ... from 0.0f (the bits of that loop), read
  *         from the packed A block. Only when the product runs (alpha != 0
- *         and K > 0); otherwise the caller sums. */
+ *         and K > 0); otherwise the caller sums.
+ * And a hint for the thread grid, which never changes a bit:
+ *   b_owned  op(B)'s columns are rewritten between products by the threads
+ *         that compute the same columns of C (a layer's weights, which the
+ *         one-region training step updates row share by row share, after
+ *         the forward X W^T): split the columns when that reads B in place
+ *         (gemm.c's thread_grid). */
 typedef struct bpi_gemm_epilogue {
     const float *seed;
     void (*post)(const void *ctx, const float *c, size_t ldc, size_t i0, size_t j0, size_t h,
                  size_t w);
     const void *ctx;
     float *a_sums;
+    int b_owned;
 } bpi_gemm_epilogue;
 
 /* bpi_sgemm_absmax (absmax may be NULL) with an epilogue (epi may be NULL). */

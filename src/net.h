@@ -95,12 +95,15 @@ bp_status bpi_net_loss(bp_net *net, const int32_t *labels, const float *targets,
                        double *loss, const char *fn);
 /* Steps by the threads of one parallel region (step.c, evaluate.c), each
  * member of team calling: the forward, ending at a barrier (net->batch and
- * net->x_last are the caller's to set); the loss of the B rows just
+ * net->x_last are the caller's to set; `training`: the step's update
+ * follows, by the threads that own each weight's rows, so the GEMMs split
+ * to keep those rows on their threads, gemm.h's b_owned); the loss of the B rows just
  * forwarded and, with want_grad, the last layer's dA, returning the mean
  * loss on every member. On a non-finite loss, bpi_net_loss_failure gives
  * the error (run it on one thread). */
 struct bpi_team;
-void bpi_net_forward_team(bp_net *net, const struct bpi_team *team, const float *X, size_t B);
+void bpi_net_forward_team(bp_net *net, const struct bpi_team *team, const float *X, size_t B,
+                          int training);
 double bpi_net_loss_team(bp_net *net, const struct bpi_team *team, size_t B,
                          const int32_t *labels, const float *targets, int want_grad);
 /* One layer's backward steps by a team, no barrier at the end: its dZ from

@@ -98,14 +98,15 @@ void bpi_net_forward(bp_net *net, const float *X, size_t B)
     net->x_last = X;
 }
 
-void bpi_net_forward_team(bp_net *net, const bpi_team *team, const float *X, size_t B)
+void bpi_net_forward_team(bp_net *net, const bpi_team *team, const float *X, size_t B,
+                          int training)
 {
     const float *in = X;
     for (size_t i = 0; i < net->n_layers; i++) {
         bpi_layer *L = &net->layers[i];
         bpi_act_fused act = act_forward(L);
         bpi_dense_forward_team(&net->ctx->gemm, team, in, L->W, L->b, L->Z, B, L->n_in,
-                               L->n_out, &act);
+                               L->n_out, &act, training);
         bpi_barrier_wait(team->barrier); /* the next layer reads all of A */
         in = L->A;
     }

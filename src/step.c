@@ -87,7 +87,7 @@ static void run(bp_net *net, bp_optim *opt, const bpi_rows *rows, const float *X
         bpi_train_gather_rows(net, rows->ds, rows->start, lo, hi);
         bpi_barrier_wait(team.barrier); /* the forward reads every row */
     }
-    bpi_net_forward_team(net, &team, X, B);
+    bpi_net_forward_team(net, &team, X, B, 1);
     double loss = bpi_net_loss_team(net, &team, B, labels, targets, 1);
     if (tid == 0)
         st->loss = loss;

@@ -1058,7 +1058,7 @@ START_TEST(test_epilogue)
             probe.out = out;
             for (size_t i = 0; i < s->M; i++)
                 sums[i] = NAN;
-            bpi_gemm_epilogue epi = {seed, probe_post, &probe, runs ? sums : NULL};
+            bpi_gemm_epilogue epi = {seed, probe_post, &probe, runs ? sums : NULL, 0};
             bpi_sgemm_epi(&env, s->trans_a, s->trans_b, s->M, s->N, s->K, s->alpha, p.a.x,
                           p.a.ld, p.b.x, p.b.ld, s->beta, p.c.x, p.c.ld, NULL, &epi);
             ck_assert_msg(memcmp(want_c, p.c.x, bytes) == 0, "%s, %d threads: C differs", buf,
@@ -1074,36 +1074,42 @@ START_TEST(test_epilogue)
                               "%s, %d threads: row sums of op(A) differ", buf,
                               tu_thread_counts[th]);
 #if BP_HAVE_OPENMP
-            /* as a team of an enclosing region */
-            for (size_t i = 0; i < s->M; i++)
-                for (size_t j = 0; j < s->N; j++)
-                    p.c.x[i * p.c.ld + j] = NAN;
-            memset(visits, 0, mn * sizeof(int));
-            memset(out, 0, mn * sizeof(float));
-            for (size_t i = 0; i < s->M; i++)
-                sums[i] = NAN;
-            bpi_barrier barrier;
+            /* as a team of an enclosing region, with and without the hint
+             * that B's columns are owned by the threads (another grid where
+             * op(B) = B^T is read in place: the same bits) */
+            for (int owned = 0; owned < 2; owned++) {
+                epi.b_owned = owned;
+                for (size_t i = 0; i < s->M; i++)
+                    for (size_t j = 0; j < s->N; j++)
+                        p.c.x[i * p.c.ld + j] = NAN;
+                memset(visits, 0, mn * sizeof(int));
+                memset(out, 0, mn * sizeof(float));
+                for (size_t i = 0; i < s->M; i++)
+                    sums[i] = NAN;
+                bpi_barrier barrier;
 #pragma omp parallel num_threads(tu_thread_counts[th])
-            {
+                {
 #pragma omp single
-                bpi_barrier_init(&barrier, (unsigned)omp_get_num_threads());
-                bpi_team team = {omp_get_thread_num(), omp_get_num_threads(), &barrier};
-                bpi_sgemm_team_epi(&env, &team, s->trans_a, s->trans_b, s->M, s->N, s->K,
-                                   s->alpha, p.a.x, p.a.ld, p.b.x, p.b.ld, s->beta, p.c.x,
-                                   p.c.ld, NULL, &epi);
-            }
-            ck_assert_msg(memcmp(want_c, p.c.x, bytes) == 0, "%s, team of %d: C differs", buf,
-                          tu_thread_counts[th]);
-            ck_assert_msg(memcmp(want_out, out, mn * sizeof(float)) == 0,
-                          "%s, team of %d: the post step's output differs", buf,
-                          tu_thread_counts[th]);
-            for (size_t i = 0; i < mn; i++)
-                ck_assert_msg(visits[i] == 1, "%s, team of %d: element %zu visited %d times",
-                              buf, tu_thread_counts[th], i, visits[i]);
-            if (runs)
-                ck_assert_msg(memcmp(want_sums, sums, s->M * sizeof(float)) == 0,
-                              "%s, team of %d: row sums of op(A) differ", buf,
+                    bpi_barrier_init(&barrier, (unsigned)omp_get_num_threads());
+                    bpi_team team = {omp_get_thread_num(), omp_get_num_threads(), &barrier};
+                    bpi_sgemm_team_epi(&env, &team, s->trans_a, s->trans_b, s->M, s->N, s->K,
+                                       s->alpha, p.a.x, p.a.ld, p.b.x, p.b.ld, s->beta, p.c.x,
+                                       p.c.ld, NULL, &epi);
+                }
+                ck_assert_msg(memcmp(want_c, p.c.x, bytes) == 0,
+                              "%s, team of %d, owned %d: C differs", buf, tu_thread_counts[th],
+                              owned);
+                ck_assert_msg(memcmp(want_out, out, mn * sizeof(float)) == 0,
+                              "%s, team of %d: the post step's output differs", buf,
                               tu_thread_counts[th]);
+                for (size_t i = 0; i < mn; i++)
+                    ck_assert_msg(visits[i] == 1, "%s, team of %d: element %zu visited %d times",
+                                  buf, tu_thread_counts[th], i, visits[i]);
+                if (runs)
+                    ck_assert_msg(memcmp(want_sums, sums, s->M * sizeof(float)) == 0,
+                                  "%s, team of %d: row sums of op(A) differ", buf,
+                                  tu_thread_counts[th]);
+            }
 #endif
             env_free(&env);
         }
