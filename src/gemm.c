@@ -555,8 +555,8 @@ static void thread_grid(const gemm_job *job, size_t nt, size_t *tm, size_t *tn)
      * 6.6 GB/s and rewrote at about 10 ns a line more than alone.
      * 784-256-128-100-10 at batch 128, 2 threads, 128x256x784 NT over
      * columns instead of rows, 5 alternating runs: the whole step
-     * 0.545 -> 0.520 ms (Adam), 0.561 -> 0.517 ms (SGD); the update alone
-     * 105 -> 48 us (Adam), as fast as when it runs by itself. Where W would
+     * 0.545 -> 0.520 ms (Adam), 0.561 -> 0.517 ms (SGD); its update
+     * 91 -> 48 us (Adam), as fast as bp_optim_step on its own. Where W would
      * be packed instead (256x1024x1024 NT: too many rows for bcast_rows),
      * the split over columns lost 0.11 ms of a 12.7 ms step. */
     if (job->epi && job->epi->b_owned && job->N > job->M && n_strips >= nt &&
