@@ -61,18 +61,18 @@ void *bpi_alloc(size_t bytes)
         return NULL;
     if (fail_countdown > 0 && --fail_countdown == 0)
         return NULL;
-    /* aligned_alloc wants a multiple of the alignment. */
-    size_t rounded;
+    /* aligned_alloc wants a multiple of the alignment: the zeroed bytes
+     * (`rounded`) to BPI_ALIGN, the span allocated to its alignment. */
+    size_t rounded, span;
     if (!bpi_add(bytes, BPI_ALIGN - 1, &rounded))
         return NULL;
     rounded = rounded / BPI_ALIGN * BPI_ALIGN;
     int huge = rounded >= BPI_HUGE_MIN_BYTES;
-    size_t span = rounded; /* aligned_alloc wants a multiple of the alignment */
-    if (huge && !bpi_add(rounded, BPI_HUGE_PAGE_BYTES - 1, &span))
+    size_t align = huge ? BPI_HUGE_PAGE_BYTES : BPI_ALIGN;
+    if (!bpi_add(rounded, align - 1, &span))
         return NULL;
-    if (huge)
-        span = span / BPI_HUGE_PAGE_BYTES * BPI_HUGE_PAGE_BYTES;
-    void *p = aligned_alloc(huge ? BPI_HUGE_PAGE_BYTES : BPI_ALIGN, span);
+    span = span / align * align;
+    void *p = aligned_alloc(align, span);
     if (p && huge)
         advise_huge(p, span);
     if (p)

@@ -698,8 +698,8 @@ START_TEST(binding_is_restored)
         free(run_steps(&shape, 2, BP_BACKWARD_SCHEDULED, &sched, &joint, &n));
         ck_assert_int_eq(hwloc_get_cpubind(topo, after, HWLOC_CPUBIND_THREAD), 0);
         ck_assert_msg(hwloc_bitmap_isequal(mine, after), "the caller's binding was not restored");
-        int worker_pus = -1;
 #if BP_HAVE_OPENMP
+        int worker_pus = -1;
 #pragma omp parallel num_threads(2)
         if (omp_get_thread_num() == 1) {
             hwloc_bitmap_t w = hwloc_bitmap_alloc();

@@ -14,10 +14,16 @@ double cli_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The error line, with a message that may come from another thread. */
+static int fail_msg(const char *what, bp_status status, const char *msg)
+{
+    fprintf(stderr, "backprop: %s: %s: %s\n", what, bp_status_str(status), msg);
+    return 1;
+}
+
 int cli_fail(const char *what, bp_status status)
 {
-    fprintf(stderr, "backprop: %s: %s: %s\n", what, bp_status_str(status), bp_last_error());
-    return 1;
+    return fail_msg(what, status, bp_last_error());
 }
 
 /* DIR/NAME.gz if it exists, else DIR/NAME (whose absence the reader reports). */
@@ -58,8 +64,7 @@ static int idx_job_report(const idx_job *j)
     if (j->status == BP_EIO && !strcmp(j->dir, DEFAULT_DATA_DIR))
         fprintf(stderr, "backprop: Fashion-MNIST not found: apt-get install "
                         "dataset-fashion-mnist, or give --data DIR\n");
-    fprintf(stderr, "backprop: loading data: %s: %s\n", bp_status_str(j->status), j->msg);
-    return 1;
+    return fail_msg("loading data", j->status, j->msg);
 }
 
 /* The training and test sets side by side, the test set on a thread of
